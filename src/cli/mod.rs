@@ -1,0 +1,37 @@
+//! Subcommands of the `exuvia` binary, one module each.
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod lint;
+mod load;
+mod unit;
+mod verify;
+
+#[derive(Parser)]
+#[command(name = "exuvia", version, about = "Zero-downtime upgrades for systemd services")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Drive load against a listener and report every failed request.
+    Load(load::LoadArgs),
+    /// Generate hardened .service/.socket units for a reloading service.
+    Unit(unit::UnitArgs),
+    /// Run systemd-analyze verify and security on unit files.
+    Verify(verify::VerifyArgs),
+    /// Report reload pitfalls in existing unit files.
+    Lint(lint::LintArgs),
+}
+
+pub fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Load(args) => load::run(args),
+        Command::Unit(args) => unit::run(args),
+        Command::Verify(args) => verify::run(args),
+        Command::Lint(args) => lint::run(args),
+    }
+}

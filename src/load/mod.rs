@@ -1,0 +1,1 @@
+//! Load client (owned by the load-client work item).

@@ -1,0 +1,6 @@
+//! The `exuvia` command line tool.
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

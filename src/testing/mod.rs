@@ -1,0 +1,1 @@
+//! systemd protocol simulator (owned by the simulator work item).
