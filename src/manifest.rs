@@ -149,7 +149,8 @@ impl Manifest {
         if text.is_empty() {
             return Err(ManifestError::Empty);
         }
-        let mut lines = text.split('\n').enumerate().map(|(i, l)| (i + 1, l));
+        let body = text.strip_suffix('\n').unwrap_or(text);
+        let mut lines = body.split('\n').enumerate().map(|(i, l)| (i + 1, l));
         let (_, first) = lines.next().ok_or(ManifestError::Empty)?;
         let version = first
             .strip_prefix(MAGIC)
@@ -213,7 +214,7 @@ impl Manifest {
         if !ended {
             return Err(ManifestError::Truncated);
         }
-        if lines.any(|(_, l)| !l.is_empty()) {
+        if lines.next().is_some() {
             return Err(ManifestError::TrailingData);
         }
         m.generation = generation.ok_or(ManifestError::MissingGeneration)?;
