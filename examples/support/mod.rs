@@ -30,7 +30,13 @@ fn dump_fds(path: &str) -> Result<(), String> {
         .filter_map(|e| e.ok())
         .filter_map(|e| {
             let n = e.file_name().to_string_lossy().parse().ok()?;
-            Some((n, std::fs::read_link(e.path()).ok()?.to_string_lossy().into_owned()))
+            Some((
+                n,
+                std::fs::read_link(e.path())
+                    .ok()?
+                    .to_string_lossy()
+                    .into_owned(),
+            ))
         })
         .filter(|(_, target)| *target != own)
         .collect();
@@ -38,7 +44,11 @@ fn dump_fds(path: &str) -> Result<(), String> {
     for (n, target) in fds {
         line.push_str(&format!(" {n}={target}"));
     }
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| e.to_string())?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| e.to_string())?;
     writeln!(f, "{line}").map_err(|e| e.to_string())
 }
 
@@ -55,7 +65,11 @@ pub fn parse_args(default_listen: &str) -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-        let secs = |v: String| v.parse::<f64>().map(Duration::from_secs_f64).map_err(|_| format!("{flag}: not a number of seconds: {v}"));
+        let secs = |v: String| {
+            v.parse::<f64>()
+                .map(Duration::from_secs_f64)
+                .map_err(|_| format!("{flag}: not a number of seconds: {v}"))
+        };
         match flag.as_str() {
             "--listen" => a.listen = value()?,
             "--pid-file" => a.pid_file = Some(value()?.into()),
@@ -91,8 +105,12 @@ impl Args {
 }
 
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 /// Test hook: a successor whose init fails the way `fail_file` says (`exit`, `panic`,
@@ -102,12 +120,21 @@ pub fn maybe_fail(args: &Args, generation: u64) {
     if generation < 2 {
         return;
     }
-    let Ok(how) = std::fs::read_to_string(path) else { return };
+    let Ok(how) = std::fs::read_to_string(path) else {
+        return;
+    };
     match how.trim() {
         "exit" => std::process::exit(1),
         "panic" => panic!("simulated failure during initialisation"),
         "segv" => {
-            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSEGV);
+            use nix::sys::signal::{
+                SaFlags, SigAction, SigHandler, SigSet, Signal, raise, sigaction,
+            };
+            // Rust's runtime catches SIGSEGV (stack-overflow detection); die like a real crash.
+            let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+            // SAFETY: restoring the default disposition installs no handler code.
+            let _ = unsafe { sigaction(Signal::SIGSEGV, &dfl) };
+            let _ = raise(Signal::SIGSEGV);
         }
         "hang" => std::thread::sleep(Duration::from_secs(3600)),
         _ => {}

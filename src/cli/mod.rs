@@ -9,7 +9,11 @@ mod unit;
 mod verify;
 
 #[derive(Parser)]
-#[command(name = "exuvia", version, about = "Zero-downtime upgrades for systemd services")]
+#[command(
+    name = "exuvia",
+    version,
+    about = "Zero-downtime upgrades for systemd services"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
