@@ -395,15 +395,13 @@ impl Listener<::tokio::net::UnixListener> {
 impl Listener<::tokio::net::UdpSocket> {
     /// Receives a datagram; `Ok(None)` once the successor has taken the socket over.
     pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<Option<(usize, SocketAddr)>> {
-        loop {
-            let Some(sock) = self.current() else {
-                return Ok(None);
-            };
-            ::tokio::select! {
-                biased;
-                _ = self.slot.stop.cancelled() => return Ok(None),
-                r = sock.0.recv_from(buf) => return r.map(Some),
-            }
+        let Some(sock) = self.current() else {
+            return Ok(None);
+        };
+        ::tokio::select! {
+            biased;
+            _ = self.slot.stop.cancelled() => Ok(None),
+            r = sock.0.recv_from(buf) => r.map(Some),
         }
     }
 
