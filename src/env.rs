@@ -26,6 +26,8 @@ pub(crate) const NOT_INHERITED: &[&str] = &[
 
 /// What exuvia needs from the environment, captured once.
 #[derive(Clone, Debug, Default)]
+// Without the `systemd` feature nobody reads the systemd variables; they are still captured.
+#[cfg_attr(not(feature = "systemd"), allow(dead_code))]
 pub(crate) struct StartEnv {
     /// `argv[0]` made absolute against the start-up directory when it contains a slash.
     pub argv0: Option<PathBuf>,

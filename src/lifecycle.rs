@@ -91,6 +91,7 @@ impl Lifecycle {
     }
 
     /// Bumped on every phase change.
+    #[cfg(feature = "tokio")]
     pub(crate) fn events_fd(&self) -> BorrowedFd<'_> {
         self.events.as_fd()
     }

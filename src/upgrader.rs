@@ -238,6 +238,7 @@ impl Exuvia {
         &self.shared.life
     }
 
+    #[cfg(feature = "tokio")]
     pub(crate) fn drain_deadlines(&self) -> (Duration, Duration) {
         (self.cfg.drain_soft, self.cfg.drain_hard)
     }
