@@ -33,11 +33,13 @@ pub struct VerifyArgs {
 const UNIT_SUFFIXES: &[&str] = &["service", "socket", "target", "timer", "path", "mount"];
 
 /// Files created inside the root for one run; removed on drop, whatever happened.
+/// Holds a lock on the root so concurrent runs do not remove each other's placeholders.
 #[derive(Default)]
 struct Staging {
     dir: Option<PathBuf>,
     stubs: Vec<PathBuf>,
     created_dirs: Vec<PathBuf>,
+    lock: Option<nix::fcntl::Flock<fs::File>>,
 }
 
 impl Drop for Staging {
@@ -131,6 +133,11 @@ fn verify(args: &VerifyArgs) -> Result<bool, String> {
     let mut units: Vec<(PathBuf, String)> = Vec::new();
     let stage_dir = match &args.root {
         Some(root) => {
+            let lock_path = root.join("tmp/.exuvia-verify.lock");
+            let lock = fs::File::create(&lock_path).map_err(|e| format!("cannot create {}: {e} (is --root a systemd root filesystem, and are you root?)", lock_path.display()))?;
+            let lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+                .map_err(|(_, e)| format!("cannot lock {}: {e}", lock_path.display()))?;
+            staging.lock = Some(lock);
             let sub = format!("tmp/exuvia-verify-{}", std::process::id());
             let dir = root.join(&sub);
             let _ = fs::remove_dir_all(&dir);
@@ -152,9 +159,15 @@ fn verify(args: &VerifyArgs) -> Result<bool, String> {
             ));
         }
         match &stage_dir {
+            // One directory per argument: units of the same name from different directories
+            // (e.g. units/ and units/systemd-252/) must not overwrite each other.
             Some((dir, inner)) => {
-                copy_with_siblings(path, dir)?;
-                units.push((path.clone(), format!("{inner}/{name}")));
+                let n = units.len();
+                let sub = dir.join(n.to_string());
+                fs::create_dir(&sub)
+                    .map_err(|e| format!("cannot create {}: {e}", sub.display()))?;
+                copy_with_siblings(path, &sub)?;
+                units.push((path.clone(), format!("{inner}/{n}/{name}")));
             }
             None => units.push((path.clone(), path.display().to_string())),
         }
@@ -218,29 +231,30 @@ fn verify(args: &VerifyArgs) -> Result<bool, String> {
         }
     }
 
-    let inner: Vec<&str> = units.iter().map(|(_, i)| i.as_str()).collect();
-    let mut verify_args = vec!["verify", "--man=no"];
-    verify_args.extend(&inner);
-    let (success, _, stderr) = analyzer.run(&verify_args)?;
-    let problems: Vec<String> = stderr
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| readable(l, &units))
-        .collect();
-    for p in &problems {
-        eprintln!("{p}");
-    }
-    if !success || !problems.is_empty() {
-        eprintln!(
-            "exuvia verify: systemd-analyze verify ({version}) reported {} problem(s){}",
-            problems.len(),
-            if success {
-                "; it exits 0 on these, exuvia does not"
-            } else {
-                ""
-            }
-        );
-        ok = false;
+    // One verify run per unit: two files with the same unit name cannot be loaded together.
+    for (path, inner) in &units {
+        let (success, _, stderr) = analyzer.run(&["verify", "--man=no", inner])?;
+        let problems: Vec<String> = stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| l.replace(inner.as_str(), &path.display().to_string()))
+            .collect();
+        for p in &problems {
+            eprintln!("{p}");
+        }
+        if !success || !problems.is_empty() {
+            eprintln!(
+                "exuvia verify: systemd-analyze verify ({version}) reported {} problem(s) for {}{}",
+                problems.len(),
+                path.display(),
+                if success {
+                    "; it exits 0 on these, exuvia does not"
+                } else {
+                    ""
+                }
+            );
+            ok = false;
+        }
     }
 
     let max = args.max_exposure.map(|m| (m * 10.0).round() as u32);
@@ -324,13 +338,6 @@ fn stub(root: &Path, bin: &str, staging: &mut Staging) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(&target, fs::Permissions::from_mode(0o755))
         .map_err(|e| format!("cannot chmod {}: {e}", target.display()))
-}
-
-/// Map the staging path in analyzer messages back to the path the user gave.
-fn readable(line: &str, units: &[(PathBuf, String)]) -> String {
-    units.iter().fold(line.to_string(), |l, (path, inner)| {
-        l.replace(inner.as_str(), &path.display().to_string())
-    })
 }
 
 /// "→ Overall exposure level for x.service: 1.1 OK 🙂" → 11 (tenths).

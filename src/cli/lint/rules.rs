@@ -38,6 +38,14 @@ fn allowed_sections(path: &Path) -> Option<&'static [&'static str]> {
     }
 }
 
+/// Reported by the start-limit-section rule, so not again as unknown keys.
+const START_LIMIT_KEYS: [&str; 4] = [
+    "StartLimitIntervalSec",
+    "StartLimitInterval",
+    "StartLimitBurst",
+    "StartLimitAction",
+];
+
 fn yes(v: &str) -> bool {
     matches!(v, "yes" | "true" | "on" | "1")
 }
@@ -95,6 +103,9 @@ fn known_keys(path: &Path, unit: &UnitText, target: u32, out: &mut Vec<Finding>)
             continue; // .timer, .mount, …: no key list for those.
         }
         for e in &s.entries {
+            if s.name == "Service" && START_LIMIT_KEYS.contains(&e.key.as_str()) {
+                continue;
+            }
             match key_status(&s.name, &e.key, target) {
                 KeyStatus::Known => {}
                 KeyStatus::Newer(v) => out.push(finding(e.line, "unknown-key", format!("{}= needs systemd {v}; systemd {target} ignores it with only a warning", e.key), format!("drop it or ship a variant per systemd version (exuvia unit --systemd {target})"))),
@@ -162,25 +173,24 @@ fn reload_model(unit: &UnitText, out: &mut Vec<Finding>) {
             out.push(finding(e.line, "pidfile-simple", format!("PIDFile= has no effect with Type={}: systemd tracks the process it started, and stops the unit when that process exits after a handover", ty.unwrap_or("simple")), "use Type=notify-reload (or Type=notify on < 253) and send MAINPID=<new> from the old main"));
         }
     }
-    for key in [
-        "StartLimitIntervalSec",
-        "StartLimitInterval",
-        "StartLimitBurst",
-        "StartLimitAction",
-    ] {
+    for key in START_LIMIT_KEYS {
         for e in unit.entries("Service", key) {
+            let (what, fix) = match key {
+                "StartLimitIntervalSec" => (
+                    "is ignored in [Service] (systemd only knows it in [Unit])",
+                    "move it to [Unit]",
+                ),
+                "StartLimitInterval" => (
+                    "in [Service] is a legacy alias",
+                    "move it to [Unit] as StartLimitIntervalSec=",
+                ),
+                _ => ("in [Service] is a legacy alias", "move it to [Unit]"),
+            };
             out.push(finding(
                 e.line,
                 "start-limit-section",
-                format!("{key}= belongs in [Unit]; in [Service] it is a legacy alias"),
-                format!(
-                    "move it to [Unit]{}",
-                    if key == "StartLimitInterval" {
-                        " as StartLimitIntervalSec="
-                    } else {
-                        ""
-                    }
-                ),
+                format!("{key}= {what}"),
+                fix,
             ));
         }
     }
