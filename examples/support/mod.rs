@@ -15,6 +15,8 @@ pub struct Args {
     pub max_draining: usize,
     /// Test hook: if this file exists when a successor starts, it fails as the file says.
     pub fail_file: Option<PathBuf>,
+    /// Keep listeners in systemd's fd store (`FileDescriptorStoreMax=` in the unit).
+    pub fd_store: bool,
 }
 
 /// Test hook (`--dump-fds PATH`): appends `PID: fd:target …` for every open fd, before the
@@ -61,6 +63,7 @@ pub fn parse_args(default_listen: &str) -> Result<Args, String> {
         drain_hard: Duration::from_secs(30),
         max_draining: 4,
         fail_file: None,
+        fd_store: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -79,8 +82,9 @@ pub fn parse_args(default_listen: &str) -> Result<Args, String> {
             "--max-draining" => a.max_draining = value()?.parse().map_err(|_| "--max-draining: not a number".to_string())?,
             "--fail-file" => a.fail_file = Some(value()?.into()),
             "--dump-fds" => dump_fds(&value()?)?,
+            "--fd-store" => a.fd_store = true,
             "-h" | "--help" => {
-                return Err("flags: --listen ADDR --pid-file PATH --control PATH --ready-timeout SECS --drain-hard SECS --max-draining N --fail-file PATH --dump-fds PATH".into())
+                return Err("flags: --listen ADDR --pid-file PATH --control PATH --ready-timeout SECS --drain-hard SECS --max-draining N --fail-file PATH --dump-fds PATH --fd-store".into())
             }
             other => return Err(format!("unknown flag {other} (try --help)")),
         }
@@ -93,7 +97,8 @@ impl Args {
         let mut b = exuvia::Exuvia::builder()
             .ready_timeout(self.ready_timeout)
             .drain(Duration::ZERO, self.drain_hard)
-            .max_draining(self.max_draining);
+            .max_draining(self.max_draining)
+            .fd_store(self.fd_store);
         if let Some(p) = &self.pid_file {
             b = b.pid_file(p);
         }
