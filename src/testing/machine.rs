@@ -10,7 +10,7 @@ use super::socket::Received;
 use super::types::{
     ExitEvent, NotifyAccess, ReloadInitiator, ReloadRecord, ReloadResult, SimConfig, State,
 };
-use super::unit::{Disposition, Exit, Unit, proc_stat, signal_disposition};
+use super::unit::{Disposition, Exit, Unit, pidfd_pid, proc_stat, signal_disposition};
 
 /// `MONOTONIC_USEC=` this far ahead of our clock cannot be CLOCK_MONOTONIC.
 const FUTURE_SLACK: Duration = Duration::from_secs(1);
@@ -166,7 +166,32 @@ impl Inner {
             return;
         }
         self.lint(&fields, ev);
-        if let Some(v) = fields.get("MAINPID") {
+        // MAINPIDFD=1 (v257): the main process is named by the sole fd, a pidfd; it wins over
+        // MAINPID=.
+        let by_pidfd = match (fields.flag("MAINPIDFD"), rx.fds.as_slice()) {
+            (true, [fd]) => match pidfd_pid(fd) {
+                Some(pid) => Some(pid.to_string()),
+                None => {
+                    self.violate(
+                        Rule::MalformedField,
+                        ev,
+                        "MAINPIDFD=1 fd is not a live pidfd",
+                    );
+                    None
+                }
+            },
+            (true, _) => {
+                let n = rx.fds.len();
+                self.violate(
+                    Rule::MalformedField,
+                    ev,
+                    format!("MAINPIDFD=1 with {n} fds"),
+                );
+                None
+            }
+            (false, _) => None,
+        };
+        if let Some(v) = by_pidfd.as_deref().or(fields.get("MAINPID")) {
             if matches!(
                 self.state,
                 State::Start

@@ -27,6 +27,21 @@
 //!
 //! Requires Linux ≥ 5.4 (pidfds and `waitid(P_PIDFD)`).
 //!
+//! # Where it differs from systemd
+//! - Membership approximates a cgroup (see `unit.rs`): a descendant that `setsid()`s and
+//!   re-parents before it is ever seen is missed.
+//! - `MAINPID=` naming a non-member is refused even from root (systemd accepts root's).
+//! - No control processes (`ExecReload=`, `ExecStop=`), so `NotifyAccess=exec` acts as `main`;
+//!   no `Restart=`; no `LISTEN_PIDFDID`; `BARRIER=1` is acknowledged by closing its fd.
+//! - The reload-handler check (systemd ≥ 262, `SigCgt`/`SigBlk` of the main thread) runs on
+//!   every `READY=1` that makes the unit `Running` and before each reload signal; only the
+//!   first start fails on it (see [`SimConfig::fail_start_without_reload_handler`]).
+//! - The process becomes a child subreaper while any simulator exists; orphans of unrelated
+//!   code in the test process then become its zombies too (they are not reaped).
+//!
+//! # Rules
+//! See [`Rule`]: each variant is one mistake, named by what systemd would do about it.
+//!
 //! # Example
 //! ```no_run
 //! use std::time::Duration;
@@ -339,6 +354,13 @@ impl Simulator {
                 .find(|v| v.rule == rule)
                 .cloned()
                 .map(Ok)
+        })
+    }
+
+    /// Waits until unit member `pid` has exited.
+    pub fn wait_exit(&self, pid: u32, timeout: Duration) -> Result<ExitEvent, SimError> {
+        self.wait(timeout, &format!("pid {pid} to exit"), |g| {
+            g.exits.iter().find(|e| e.pid == pid).cloned().map(Ok)
         })
     }
 

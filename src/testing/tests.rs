@@ -9,28 +9,19 @@ use super::*;
 const FAKE: &str = include_str!("fake/service.py");
 const T: Duration = Duration::from_secs(10);
 
-fn python() -> Option<&'static str> {
+/// python3 ≥ 3.9 (for `socket.send_fds`) runs the fakes; missing it fails the tests loudly
+/// rather than letting them pass without testing anything.
+fn fake(steps: &str, succ: &str) -> ServiceCommand {
     let ok = std::process::Command::new("python3")
-        .arg("-c")
-        .arg("import socket; socket.send_fds")
+        .args(["-c", "import socket; socket.send_fds"])
         .status()
         .is_ok_and(|s| s.success());
-    ok.then_some("python3")
-}
-
-/// A fake service running `steps`; successors it spawns run `succ`.
-fn fake(steps: &str, succ: &str) -> Option<ServiceCommand> {
-    let Some(py) = python() else {
-        eprintln!("skipping: python3 >= 3.9 not available");
-        return None;
-    };
-    Some(
-        ServiceCommand::new(py)
-            .args(["-c", "import os; exec(os.environ['FAKE_SRC'])"])
-            .env("FAKE_SRC", FAKE)
-            .env("FAKE_STEPS", steps)
-            .env("FAKE_SUCC_STEPS", succ),
-    )
+    assert!(ok, "the simulator tests need python3 >= 3.9 in PATH");
+    ServiceCommand::new("python3")
+        .args(["-c", "import os; exec(os.environ['FAKE_SRC'])"])
+        .env("FAKE_SRC", FAKE)
+        .env("FAKE_STEPS", steps)
+        .env("FAKE_SUCC_STEPS", succ)
 }
 
 fn sim(f: impl FnOnce(&mut SimConfig)) -> Simulator {
@@ -59,9 +50,7 @@ fn correct_handover_has_no_violations() {
          spawn double\nsend MAINPID=$CHILD\\nREADY=1\\nSTATUS=handed over to $CHILD\n\
          sleep 0.2\nexit 0"
     );
-    let Some(cmd) = fake(&steps, SUCCESSOR) else {
-        return;
-    };
+    let cmd = fake(&steps, SUCCESSOR);
     let sim = sim(|_| {});
     let old = sim.spawn(cmd).expect("spawn");
     sim.wait_ready(T).expect("ready");
@@ -73,19 +62,7 @@ fn correct_handover_has_no_violations() {
     assert!(out.violations.is_empty(), "{:?}", out.violations);
     // The old process drains and exits 0; the unit keeps running on the successor.
     sim.wait_state(State::Running, T).expect("running");
-    let deadline = std::time::Instant::now() + T;
-    while !sim.exits().iter().any(|e| e.pid == old) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "old main never exited"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let old_exit = sim
-        .exits()
-        .into_iter()
-        .find(|e| e.pid == old)
-        .expect("exit");
+    let old_exit = sim.wait_exit(old, T).expect("old main exits");
     assert_eq!(old_exit.exit, Exit::Code(0));
     assert!(!old_exit.was_main);
     assert_eq!(sim.state(), State::Running);
@@ -113,9 +90,7 @@ fn expect_reload_timeout(sim: &Simulator) -> Vec<Violation> {
 
 #[test]
 fn reloading_without_monotonic_usec_times_out() {
-    let Some(cmd) = fake(&reload_reply("send RELOADING=1"), "") else {
-        return;
-    };
+    let cmd = fake(&reload_reply("send RELOADING=1"), "");
     let sim = sim(|_| {});
     sim.spawn(cmd).expect("spawn");
     sim.wait_ready(T).expect("ready");
@@ -142,9 +117,7 @@ fn reloading_without_monotonic_usec_times_out() {
 #[test]
 fn split_datagram_is_a_violation() {
     let reply = "send RELOADING=1\nsend MONOTONIC_USEC=$MONO";
-    let Some(cmd) = fake(&reload_reply(reply), "") else {
-        return;
-    };
+    let cmd = fake(&reload_reply(reply), "");
     let sim = sim(|_| {});
     sim.spawn(cmd).expect("spawn");
     sim.wait_ready(T).expect("ready");
@@ -167,9 +140,7 @@ fn stale_and_wall_clock_monotonic_usec_are_violations() {
         ("$REALTIME", Rule::BadMonotonicUsec),
     ] {
         let reply = format!("send RELOADING=1\\nMONOTONIC_USEC={stamp}");
-        let Some(cmd) = fake(&reload_reply(&reply), "") else {
-            return;
-        };
+        let cmd = fake(&reload_reply(&reply), "");
         let sim = sim(|_| {});
         sim.spawn(cmd).expect("spawn");
         sim.wait_ready(T).expect("ready");
@@ -189,9 +160,7 @@ fn successor_announcing_itself_under_main_is_ignored_and_unit_dies() {
          spawn double\nsleep 0.3\nexit 0"
     );
     let succ = "handle HUP\nhandle TERM\nsend MAINPID=$PID\\nREADY=1\nready_pipe\npause";
-    let Some(cmd) = fake(&steps, succ) else {
-        return;
-    };
+    let cmd = fake(&steps, succ);
     let sim = sim(|c| c.reload_timeout = Duration::from_secs(5));
     let old = sim.spawn(cmd).expect("spawn");
     sim.wait_ready(T).expect("ready");
@@ -221,9 +190,7 @@ fn plain_forked_successor_is_an_alien_main_pid() {
         "{HANDLERS}send READY=1\nwait HUP\nsend RELOADING=1\\nMONOTONIC_USEC=$MONO\n\
          spawn single\nsend MAINPID=$CHILD\\nREADY=1\npause"
     );
-    let Some(cmd) = fake(&steps, SUCCESSOR) else {
-        return;
-    };
+    let cmd = fake(&steps, SUCCESSOR);
     let sim = sim(|_| {});
     sim.spawn(cmd).expect("spawn");
     sim.wait_ready(T).expect("ready");
@@ -239,9 +206,7 @@ fn plain_forked_successor_is_an_alien_main_pid() {
 
 #[test]
 fn ready_before_reload_handler_fails_the_start() {
-    let Some(cmd) = fake("send READY=1\npause", "") else {
-        return;
-    };
+    let cmd = fake("send READY=1\npause", "");
     let sim = sim(|_| {});
     sim.spawn(cmd).expect("spawn");
     match sim.wait_ready(T) {
@@ -261,7 +226,7 @@ fn stopping_beats_ready_beats_reloading() {
          wait HUP\nsend STOPPING=1\\nREADY=1\\nRELOADING=1\\nMONOTONIC_USEC=$MONO\n\
          sleep 0.1\nexit 0"
     );
-    let Some(cmd) = fake(&steps, "") else { return };
+    let cmd = fake(&steps, "");
     let sim = sim(|_| {});
     sim.spawn(cmd).expect("spawn");
     sim.wait_ready(T).expect("ready");
@@ -285,9 +250,7 @@ fn stopping_beats_ready_beats_reloading() {
 
 #[test]
 fn socket_activation_env_is_exact() {
-    let Some(cmd) = fake(&format!("{HANDLERS}check_listen\nsend READY=1\npause"), "") else {
-        return;
-    };
+    let cmd = fake(&format!("{HANDLERS}check_listen\nsend READY=1\npause"), "");
     let http = TcpListener::bind("127.0.0.1:0").expect("bind");
     let admin = TcpListener::bind("127.0.0.1:0").expect("bind");
     let ports = format!(
@@ -312,9 +275,7 @@ fn socket_activation_env_is_exact() {
 
 #[test]
 fn stop_escalates_to_sigkill() {
-    let Some(cmd) = fake("handle HUP\nignore TERM\nsend READY=1\npause", "") else {
-        return;
-    };
+    let cmd = fake("handle HUP\nignore TERM\nsend READY=1\npause", "");
     let sim = sim(|_| {});
     let pid = sim.spawn(cmd).expect("spawn");
     sim.wait_ready(T).expect("ready");
@@ -332,7 +293,7 @@ fn malformed_fields_and_fd_store() {
         "{HANDLERS}send READY=1\nsend STATUS=x\\nREADY\\nWATCHDOG=1\nsend READY=true\n\
          send STATUS=\\xff\nsend_fd FDSTORE=1\\nFDNAME=db\nsend_fd STATUS=y\nsend ERRNO=5\npause"
     );
-    let Some(cmd) = fake(&steps, "") else { return };
+    let cmd = fake(&steps, "");
     let sim = sim(|c| c.fdstore_max = 1);
     sim.spawn(cmd).expect("spawn");
     sim.wait_ready(T).expect("ready");
@@ -357,9 +318,7 @@ fn malformed_fields_and_fd_store() {
 fn notify_access_all_accepts_members_and_flags_foreign_stopping() {
     let steps = format!("{HANDLERS}send READY=1\nspawn double\npause");
     let succ = "handle TERM\nsend STATUS=from child\nsend STOPPING=1\nready_pipe\npause";
-    let Some(cmd) = fake(&steps, succ) else {
-        return;
-    };
+    let cmd = fake(&steps, succ);
     let sim = sim(|c| c.notify_access = NotifyAccess::All);
     sim.spawn(cmd).expect("spawn");
     sim.wait_ready(T).expect("ready");
@@ -382,11 +341,30 @@ fn main_pid_outside_the_unit_or_dead_is_refused() {
         "{HANDLERS}send MAINPID={}\nsend MAINPID=4194305\nsend READY=1\npause",
         std::process::id()
     );
-    let Some(cmd) = fake(&steps, "") else { return };
+    let cmd = fake(&steps, "");
     let sim = sim(|_| {});
     let pid = sim.spawn(cmd).expect("spawn");
     sim.wait_ready(T).expect("ready");
     assert_eq!(rules(&sim), [Rule::MainPidNotMember, Rule::MainPidDead]);
     assert_eq!(sim.main_pid(), Some(pid));
     assert_eq!(sim.members(), [pid]);
+}
+
+#[test]
+fn handover_by_pidfd() {
+    let steps = format!(
+        "{HANDLERS}send READY=1\nwait HUP\nsend RELOADING=1\\nMONOTONIC_USEC=$MONO\n\
+         spawn double\nsend_pidfd MAINPIDFD=1\\nREADY=1\nsleep 0.1\nexit 0"
+    );
+    let cmd = fake(&steps, SUCCESSOR);
+    let sim = sim(|_| {});
+    let old = sim.spawn(cmd).expect("spawn");
+    sim.wait_ready(T).expect("ready");
+    let out = sim.reload(T).expect("reload");
+    assert_ne!(out.new_main, old);
+    let exit = sim.wait_exit(old, T).expect("old main exits");
+    assert_eq!(exit.exit, Exit::Code(0));
+    assert_eq!(sim.state(), State::Running);
+    sim.stop(libc::SIGTERM, T).expect("stop");
+    sim.assert_no_violations();
 }

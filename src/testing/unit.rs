@@ -110,6 +110,13 @@ pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// The pid behind a pidfd (`Pid:` in its fdinfo; -1 once the process was reaped).
+pub(crate) fn pidfd_pid(fd: &OwnedFd) -> Option<u32> {
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).ok()?;
+    let line = info.lines().find(|l| l.starts_with("Pid:"))?;
+    line["Pid:".len()..].trim().parse().ok()
+}
+
 /// `pidfd_send_signal`; signal 0 probes whether the process still exists (zombies count).
 pub(crate) fn pidfd_signal(fd: &OwnedFd, signal: i32) -> io::Result<()> {
     // SAFETY: plain syscall on an fd we own; a null siginfo asks the kernel to fill it in.

@@ -2,6 +2,7 @@
 #   handle SIG | ignore SIG       install a flag-setting handler (TERM: exit 0) / SIG_IGN
 #   send TEXT                     one datagram; \n \xNN escapes; $MONO $STALE $REALTIME $PID $CHILD
 #   send_fd TEXT                  same, with one pipe fd attached (SCM_RIGHTS)
+#   send_pidfd TEXT               same, with a pidfd of the successor ($CHILD) attached
 #   wait SIG                      until the handler fired (consumes it); exits 3 after 20 s
 #   spawn double|single           start a successor running $FAKE_SUCC_STEPS; $CHILD = its pid
 #   ready_pipe                    (successor) report our pid to the spawner
@@ -89,6 +90,8 @@ for line in os.environ.get("FAKE_STEPS", "").strip().splitlines():
     elif verb == "send_fd":
         r, w = os.pipe()
         send(expand(arg), [r])
+    elif verb == "send_pidfd":
+        send(expand(arg), [os.pidfd_open(child[0])])
     elif verb == "wait":
         end = time.monotonic() + 20
         while not flags.pop(sig(arg), False):
