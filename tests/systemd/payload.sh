@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Assemble the read-only payload the guest sees at /payload.
+#
+# Usage: payload.sh --impl standin|real [--target-dir DIR] OUTDIR
+#   standin  python stand-in service + python load client (proves the harness)
+#   real     target/release/examples/{echo,echo_sync} and target/release/exuvia
+#            (built beforehand: cargo build --release --examples --bin exuvia)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+impl=standin
+target=${CARGO_TARGET_DIR:-$repo/target}
+while (($#)); do
+  case $1 in
+    --impl) impl=$2; shift 2 ;;
+    --target-dir) target=$2; shift 2 ;;
+    -*) echo "payload.sh: unknown option $1" >&2; exit 2 ;;
+    *) out=$1; shift ;;
+  esac
+done
+: "${out:?usage: payload.sh --impl standin|real OUTDIR}"
+
+rm -rf "$out"
+mkdir -p "$out/bin"
+cp -r "$here/units" "$here/scenarios" "$here/standin" "$out/"
+install -m 0755 "$here/driver.sh" "$out/driver.sh"
+install -m 0644 "$here/lib-driver.sh" "$out/lib-driver.sh"
+case $impl in
+  standin)
+    install -m 0755 "$here/standin/echo-standin.py" "$out/bin/exuvia-echo"
+    sed 's/^TAG = "exuvia-standin echo"/TAG = "exuvia-standin echo_sync"/' \
+      "$here/standin/echo-standin.py" >"$out/bin/exuvia-echo-new"
+    chmod 0755 "$out/bin/exuvia-echo-new"
+    grep -q '^TAG = "exuvia-standin echo_sync"' "$out/bin/exuvia-echo-new"
+    cat >"$out/expect.env" <<'ENV'
+IMPL=standin
+EXPECT_OLD_VERSION='^exuvia-standin echo [0-9]'
+EXPECT_NEW_VERSION='^exuvia-standin echo_sync [0-9]'
+ENV
+    ;;
+  real)
+    rel=$target/release
+    for f in "$rel/examples/echo" "$rel/examples/echo_sync" "$rel/exuvia"; do
+      [[ -x $f ]] || { echo "payload.sh: missing $f (cargo build --release --examples --bin exuvia)" >&2; exit 1; }
+    done
+    install -m 0755 "$rel/examples/echo" "$out/bin/exuvia-echo"
+    install -m 0755 "$rel/examples/echo_sync" "$out/bin/exuvia-echo-new"
+    install -m 0755 "$rel/exuvia" "$out/bin/exuvia"
+    cat >"$out/expect.env" <<'ENV'
+IMPL=real
+EXPECT_OLD_VERSION='^exuvia-example echo [0-9]'
+EXPECT_NEW_VERSION='^exuvia-example echo_sync [0-9]'
+ENV
+    ;;
+  *) echo "payload.sh: unknown impl $impl" >&2; exit 2 ;;
+esac
+echo "$out"
