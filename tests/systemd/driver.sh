@@ -10,6 +10,8 @@
 #   SCENARIO  reload50 | replace | broken | stop | sigkill
 #   VARIANT   plain | execreload   (unit variant, see units/variants/)
 #   RELOADS   number of reloads in reload50 (default 50)
+#   ACTION    reload (default) | restart | kill9: what reload_once does;
+#             the last two are negative controls that must fail checks
 
 # Straight to the console: synchronous and unprefixed, unlike journal+console.
 exec >/dev/console 2>&1

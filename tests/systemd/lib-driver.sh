@@ -173,7 +173,16 @@ reload_once() {
   local t0
   t0=$(now_ms)
   R_RC=0
-  timeout 60 systemctl "${ACTION:-reload}" "$SVC" 2>"$WORK/reload.err" || R_RC=$?
+  case ${ACTION:-reload} in
+    # Negative control: a crash; must show up as failed requests.
+    kill9)
+      local nr
+      nr=$(prop NRestarts)
+      systemctl kill --signal=SIGKILL --kill-whom=main "$SVC" || R_RC=$?
+      wait_for 15 eval '[[ $(prop NRestarts) != "$nr" && $(prop ActiveState) == active ]]' || R_RC=124
+      ;;
+    *) timeout 60 systemctl "${ACTION:-reload}" "$SVC" 2>"$WORK/reload.err" || R_RC=$? ;;
+  esac
   R_MS=$(($(now_ms) - t0))
   R_NEW=$(prop MainPID)
   R_INV=$(prop InvocationID)

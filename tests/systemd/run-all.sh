@@ -43,6 +43,10 @@ if [[ $impl == real ]]; then
 fi
 payload=$target/systemd-tests/payload-$impl
 "$here/payload.sh" --impl "$impl" --target-dir "$target" "$payload" >/dev/null
+# The stand-in can inject faults the real binary cannot; its payload serves
+# the negative control of the stop checks whatever $impl is.
+standin_payload=$target/systemd-tests/payload-standin
+[[ $impl == standin ]] || "$here/payload.sh" --impl standin "$standin_payload" >/dev/null
 
 # The synchronous reload variant only once the CLI can drive it.
 variants=(plain)
@@ -54,14 +58,14 @@ else
 fi
 
 passed=0 failed=0 failures=()
-# run_one EXPECT NAME SCENARIO [run.sh args...]; EXPECT=pass|fail
+# run_one EXPECT NAME SCENARIO [run.sh args...]; EXPECT=pass|fail (run.sh's verdict)
 run_one() {
   local expect=$1 name=$2 scenario=$3
   shift 3
   [[ -n $only && $only != "$name" ]] && return 0
   local rc=0 t
   t=$(date +%s.%N)
-  "$here/run.sh" --suite "$suite" --payload "$payload" --scenario "$scenario" \
+  "$here/run.sh" --suite "$suite" --payload "${PAYLOAD:-$payload}" --scenario "$scenario" \
     --log "$target/systemd-tests/$suite-$name.log" "$@" || rc=$?
   local got=pass
   ((rc == 0)) || got=fail
@@ -82,9 +86,16 @@ for v in "${variants[@]}"; do
 done
 run_one pass stop stop --timeout 120
 run_one pass sigkill sigkill --timeout 120
-# Negative control: plain restarts instead of handovers must be caught
-# (killed in-flight requests, new InvocationID), or a green run means nothing.
-run_one fail negative-restart reload50 --setenv ACTION=restart --setenv RELOADS=10 --timeout 120
+# Negative controls: plain restarts and crashes instead of handovers must be
+# caught (new InvocationID; failed requests), or a green run means nothing.
+run_one pass negative-restart reload50 --setenv ACTION=restart --setenv RELOADS=5 \
+  --expect-fail-check reload --timeout 120
+run_one pass negative-kill9 reload50 --setenv ACTION=kill9 --setenv RELOADS=5 \
+  --expect-fail-check load_echo_no_failures --timeout 120
+# A successor spawned by a plain fork is an "alien" main PID: systemd
+# SIGKILLs it on stop (units.md §0.1). The stop checks must see that.
+PAYLOAD=$standin_payload run_one pass negative-alien-stop stop --setenv STANDIN_SINGLE_FORK=1 \
+  --expect-fail-check 'b_exited_itself_main|b_no_sigkill' --timeout 120
 
 echo "systemd-harness: impl=$impl suite=$suite total $(secs "$t_start") s"
 ((failed)) && echo "systemd-harness: failed: ${failures[*]}"

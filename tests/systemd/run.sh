@@ -4,15 +4,17 @@
 #
 # Usage: run.sh --suite SUITE --payload DIR --scenario NAME
 #               [--variant plain|execreload] [--timeout SECS] [--log FILE]
-#               [--setenv KEY=VALUE]...
+#               [--setenv KEY=VALUE]... [--expect-fail-check REGEX]
 # Exit status: 0 only if the container exited 0, the driver printed
 # `VERDICT pass`, at least one check ran and no check failed.
+# With --expect-fail-check (negative controls): 0 only if the driver printed
+# `VERDICT fail` and a check whose name matches REGEX failed.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 
 suite=trixie payload='' scenario='' variant=plain timeout=300 log=''
-setenv=()
+setenv=() expect_fail=''
 while (($#)); do
   case $1 in
     --suite) suite=$2; shift 2 ;;
@@ -22,6 +24,7 @@ while (($#)); do
     --timeout) timeout=$2; shift 2 ;;
     --log) log=$2; shift 2 ;;
     --setenv) setenv+=("systemd.setenv=$2"); shift 2 ;;
+    --expect-fail-check) expect_fail=$2; shift 2 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -70,6 +73,14 @@ passed=$(grep -cE '^RESULT check=.* ok=1( |$)' <<<"$clean" || true)
 grep -E '^RESULT check=.* ok=0( |$)' <<<"$clean" | sed "s/^/[$name] FAILED /" || true
 verdict=$(sed -n 's/^VERDICT \(pass\|fail\)$/\1/p' <<<"$clean" | tail -1)
 
+if [[ -n $expect_fail ]]; then
+  if [[ $verdict == fail ]] && grep -qE "^RESULT check=($expect_fail) ok=0( |\$)" <<<"$clean"; then
+    echo "[$name] PASS (negative control: check '$expect_fail' failed as it must)"
+    exit 0
+  fi
+  echo "[$name] FAIL: negative control did not fail check '$expect_fail' (verdict '${verdict:-missing}'); console log: $log"
+  exit 1
+fi
 why=''
 ((rc == 124 || rc == 137)) && why="timeout after ${timeout}s"
 [[ -z $why && $rc != 0 ]] && why="container exit status $rc"

@@ -89,7 +89,26 @@ def serve(conn):
 def spawn_successor(listener, exe):
     """Double fork so the successor is re-parented to PID 1 before MAINPID=."""
     r, w = os.pipe()
+    # Fault injection for the harness's own negative control: a plain fork
+    # makes the successor an "alien" main PID for systemd.
+    single = os.environ.get("STANDIN_SINGLE_FORK") == "1"
     inter = os.fork()
+    if inter == 0 and single:
+        try:
+            os.close(r)
+            if listener.fileno() != 3:
+                os.dup2(listener.fileno(), 3)
+            os.set_inheritable(3, True)
+            os.set_inheritable(w, True)
+            env = dict(os.environ, LISTEN_PID=str(os.getpid()), LISTEN_FDS="1",
+                       LISTEN_FDNAMES="echo", STANDIN_READY_FD=str(w))
+            os.execve(exe, [exe] + sys.argv[1:], env)
+        finally:
+            os._exit(127)
+    if single:
+        os.write(w, f"pid {inter}\n".encode())
+        os.close(w)
+        return r
     if inter == 0:
         code = 0
         try:
