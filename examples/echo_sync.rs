@@ -1,0 +1,49 @@
+//! The echo server without an async runtime: blocking accept, one thread per connection.
+//! Same flags and protocol as `echo`; answers `VERSION` with `exuvia-example echo_sync …`.
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+fn main() -> ExitCode {
+    support::init_logging();
+    let args = match support::parse_args("127.0.0.1:8080") {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("echo_sync: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("echo_sync: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: support::Args) -> Result<(), Box<dyn std::error::Error>> {
+    let ex = args.builder().start()?;
+    let listener = Arc::new(ex.listen_tcp("echo", args.listen.as_str())?);
+    support::maybe_fail(&args, ex.generation());
+    ex.ready()?;
+    tracing::info!(addr = %listener.local_addr()?, generation = ex.generation(), "serving");
+    let tracker = ex.tracker();
+    while let Some((stream, _)) = listener.accept()? {
+        let guard = tracker.track(&stream)?;
+        std::thread::spawn(move || {
+            let Ok(mut out) = stream.try_clone() else { return };
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if writeln!(out, "{}", support::answer("echo_sync", &line)).is_err() {
+                    break;
+                }
+            }
+            drop(guard);
+        });
+    }
+    let report = ex.drain();
+    tracing::info!(?report, "exiting");
+    Ok(())
+}

@@ -1,0 +1,124 @@
+//! Bits the example servers share: flags, logging, and the test hook that makes a
+//! successor fail during its initialisation.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Flags every example understands.
+pub struct Args {
+    pub listen: String,
+    pub pid_file: Option<PathBuf>,
+    pub control: Option<PathBuf>,
+    pub ready_timeout: Duration,
+    pub drain_hard: Duration,
+    pub max_draining: usize,
+    /// Test hook: if this file exists when a successor starts, it fails as the file says.
+    pub fail_file: Option<PathBuf>,
+}
+
+/// Test hook (`--dump-fds PATH`): appends `PID: fd:target …` for every open fd, before the
+/// program opens anything itself, so a test can see exactly what a generation inherited.
+fn dump_fds(path: &str) -> Result<(), String> {
+    use std::io::Write;
+    let me = std::process::id();
+    let mut line = format!("{me}:");
+    // read_dir itself holds an fd on the directory; leave it out.
+    let own = format!("/proc/{me}/fd");
+    let mut fds: Vec<(u32, String)> = std::fs::read_dir("/proc/self/fd")
+        .map_err(|e| e.to_string())?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().parse().ok()?;
+            Some((n, std::fs::read_link(e.path()).ok()?.to_string_lossy().into_owned()))
+        })
+        .filter(|(_, target)| *target != own)
+        .collect();
+    fds.sort();
+    for (n, target) in fds {
+        line.push_str(&format!(" {n}={target}"));
+    }
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| e.to_string())?;
+    writeln!(f, "{line}").map_err(|e| e.to_string())
+}
+
+pub fn parse_args(default_listen: &str) -> Result<Args, String> {
+    let mut a = Args {
+        listen: default_listen.to_owned(),
+        pid_file: None,
+        control: None,
+        ready_timeout: Duration::from_secs(30),
+        drain_hard: Duration::from_secs(30),
+        max_draining: 4,
+        fail_file: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        let secs = |v: String| v.parse::<f64>().map(Duration::from_secs_f64).map_err(|_| format!("{flag}: not a number of seconds: {v}"));
+        match flag.as_str() {
+            "--listen" => a.listen = value()?,
+            "--pid-file" => a.pid_file = Some(value()?.into()),
+            "--control" => a.control = Some(value()?.into()),
+            "--ready-timeout" => a.ready_timeout = secs(value()?)?,
+            "--drain-hard" => a.drain_hard = secs(value()?)?,
+            "--max-draining" => a.max_draining = value()?.parse().map_err(|_| "--max-draining: not a number".to_string())?,
+            "--fail-file" => a.fail_file = Some(value()?.into()),
+            "--dump-fds" => dump_fds(&value()?)?,
+            "-h" | "--help" => {
+                return Err("flags: --listen ADDR --pid-file PATH --control PATH --ready-timeout SECS --drain-hard SECS --max-draining N --fail-file PATH --dump-fds PATH".into())
+            }
+            other => return Err(format!("unknown flag {other} (try --help)")),
+        }
+    }
+    Ok(a)
+}
+
+impl Args {
+    pub fn builder(&self) -> exuvia::Builder {
+        let mut b = exuvia::Exuvia::builder()
+            .ready_timeout(self.ready_timeout)
+            .drain(Duration::ZERO, self.drain_hard)
+            .max_draining(self.max_draining);
+        if let Some(p) = &self.pid_file {
+            b = b.pid_file(p);
+        }
+        if let Some(c) = &self.control {
+            b = b.control_socket(c);
+        }
+        b
+    }
+}
+
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// Test hook: a successor whose init fails the way `fail_file` says (`exit`, `panic`,
+/// `segv`, `hang`). Generation 1 ignores it so the service can start.
+pub fn maybe_fail(args: &Args, generation: u64) {
+    let Some(path) = &args.fail_file else { return };
+    if generation < 2 {
+        return;
+    }
+    let Ok(how) = std::fs::read_to_string(path) else { return };
+    match how.trim() {
+        "exit" => std::process::exit(1),
+        "panic" => panic!("simulated failure during initialisation"),
+        "segv" => {
+            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSEGV);
+        }
+        "hang" => std::thread::sleep(Duration::from_secs(3600)),
+        _ => {}
+    }
+}
+
+/// The answer to a line: the line itself, except `VERSION`.
+pub fn answer(example: &str, line: &str) -> String {
+    if line == "VERSION" {
+        format!("exuvia-example {example} {}", env!("CARGO_PKG_VERSION"))
+    } else {
+        line.to_owned()
+    }
+}

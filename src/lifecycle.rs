@@ -1,0 +1,147 @@
+//! The phase a generation is in, shared between the control loop and the service.
+//!
+//! The control loop is the only writer. The service observes it in three ways that suit
+//! blocking and async code alike: a condition variable, an eventfd that becomes readable
+//! for good once accepting must stop (sync listeners poll it next to their socket), and an
+//! eventfd counter bumped on every change (the tokio layer waits on it with `AsyncFd`).
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+/// Where this generation is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Created, `ready()` not called yet.
+    Starting,
+    /// Accepting and serving.
+    Serving,
+    /// A successor is being started; still accepting and serving.
+    Upgrading,
+    /// No longer accepting; finishing the connections it has.
+    Draining(DrainReason),
+}
+
+/// Why a generation drains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DrainReason {
+    /// A successor took over the listeners.
+    Upgraded,
+    /// The stop signal (or [`crate::Exuvia::stop`]) arrived.
+    Stopped,
+}
+
+/// Something that holds a listener and can close it from the control thread.
+pub(crate) trait Slot: Send + Sync {
+    fn close(&self);
+}
+
+pub(crate) struct Lifecycle {
+    phase: Mutex<Phase>,
+    changed: Condvar,
+    stop_accepting: OwnedFd,
+    events: OwnedFd,
+    open: Mutex<usize>,
+    open_changed: Condvar,
+    slots: Mutex<Vec<Weak<dyn Slot>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding these locks cannot leave the data inconsistent (plain values).
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Lifecycle {
+    pub(crate) fn new() -> std::io::Result<Arc<Lifecycle>> {
+        Ok(Arc::new(Lifecycle {
+            phase: Mutex::new(Phase::Starting),
+            changed: Condvar::new(),
+            stop_accepting: crate::sys::eventfd()?,
+            events: crate::sys::eventfd()?,
+            open: Mutex::new(0),
+            open_changed: Condvar::new(),
+            slots: Mutex::new(Vec::new()),
+        }))
+    }
+
+    pub(crate) fn phase(&self) -> Phase {
+        *lock(&self.phase)
+    }
+
+    pub(crate) fn set_phase(&self, p: Phase) {
+        *lock(&self.phase) = p;
+        self.changed.notify_all();
+        crate::sys::eventfd_signal(self.events.as_fd());
+    }
+
+    /// Blocks until the phase is `Draining`.
+    pub(crate) fn wait_draining(&self) -> DrainReason {
+        let mut g = lock(&self.phase);
+        loop {
+            if let Phase::Draining(r) = *g {
+                return r;
+            }
+            g = self.changed.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Readable once accepting must stop; stays readable.
+    pub(crate) fn stop_fd(&self) -> BorrowedFd<'_> {
+        self.stop_accepting.as_fd()
+    }
+
+    /// Bumped on every phase change.
+    pub(crate) fn events_fd(&self) -> BorrowedFd<'_> {
+        self.events.as_fd()
+    }
+
+    pub(crate) fn add_slot(&self, slot: Weak<dyn Slot>) {
+        let mut slots = lock(&self.slots);
+        slots.retain(|s| s.strong_count() > 0);
+        slots.push(slot);
+    }
+
+    /// Stops every listener and waits (bounded) until the service has let go of them all.
+    /// Returns whether they all closed in time.
+    pub(crate) fn stop_accepting(&self, wait: Duration) -> bool {
+        crate::sys::eventfd_signal(self.stop_accepting.as_fd());
+        let slots: Vec<_> = lock(&self.slots).drain(..).filter_map(|w| w.upgrade()).collect();
+        for s in &slots {
+            s.close();
+        }
+        drop(slots);
+        let deadline = Instant::now() + wait;
+        let mut open = lock(&self.open);
+        while *open > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            open = self.open_changed.wait_timeout(open, left).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        true
+    }
+}
+
+/// Counts one open listener for as long as it lives.
+pub(crate) struct OpenGuard(Arc<Lifecycle>);
+
+impl OpenGuard {
+    pub(crate) fn new(life: &Arc<Lifecycle>) -> OpenGuard {
+        *lock(&life.open) += 1;
+        OpenGuard(life.clone())
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        *lock(&self.0.open) -= 1;
+        self.0.open_changed.notify_all();
+    }
+}
+
+impl std::fmt::Debug for OpenGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OpenGuard")
+    }
+}

@@ -1,0 +1,13 @@
+//! systemd integration (feature `systemd`): socket activation in, `sd_notify` out.
+//!
+//! The protocol rules this module follows come from systemd's `service.c` and were checked
+//! on real systemd 254/257/262 (see the project's research notes):
+//! `READY=1` only after the reload-signal handler is installed; `RELOADING=1` with
+//! `MONOTONIC_USEC=` in one datagram; the *old* main process announces the successor with
+//! `MAINPID=` + `READY=1` in one datagram, so the default `NotifyAccess=main` works; a
+//! draining old process never sends `STOPPING=1`.
+
+pub(crate) mod activation;
+mod sd;
+
+pub(crate) use sd::SdNotifier;
