@@ -31,6 +31,15 @@ if [[ ! -r $scenario_file ]]; then
   finish
 fi
 
+# Deadlines per scenario (flags of the example servers and the stand-in).
+case $SCENARIO in
+  # Long-lived connections stay on the first generation for the whole run.
+  reload50) SERVICE_ARGS="--ready-timeout 5 --drain-hard 300" ;;
+  # Short enough that a stop waits visibly for the drain, well under TimeoutStopSec=15s.
+  stop) SERVICE_ARGS="--ready-timeout 5 --drain-hard 7" ;;
+  broken) SERVICE_ARGS="--ready-timeout 3 --drain-hard 10" ;;
+  *) SERVICE_ARGS="" ;;
+esac
 install_payload
 stage install
 start_service

@@ -9,7 +9,7 @@ BIN=/usr/local/bin/exuvia-echo
 WORK=/run/exuvia-test
 FAILED=0
 CHECKS=0
-declare -A LOAD_PID LOAD_OK LOAD_FAIL
+declare -A LOAD_PID LOAD_OK LOAD_FAIL LOAD_SURVIVED
 LAST_STAGE_MS=$(($(date +%s%N) / 1000000))
 
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
@@ -89,20 +89,23 @@ install_payload() {
   [[ -r /payload/expect.env ]] && source /payload/expect.env
   install -m 0644 /payload/units/exuvia-echo.socket /payload/units/exuvia-echo.service \
     /etc/systemd/system/
+  mkdir -p /etc/systemd/system/$SVC.d
   if [[ $VARIANT != plain ]]; then
-    mkdir -p /etc/systemd/system/$SVC.d
     install -m 0644 "/payload/units/variants/$VARIANT.conf" "/etc/systemd/system/$SVC.d/"
+  fi
+  if [[ -n ${SERVICE_ARGS:-} ]]; then
+    printf '[Service]\nEnvironment="ECHO_ARGS=%s"\n' "$SERVICE_ARGS" >/etc/systemd/system/$SVC.d/args.conf
   fi
   # The real client once it supports the interface, else the python stand-in.
   if /usr/local/bin/exuvia load --help 2>/dev/null | grep -q -- --until-file; then
     LOAD=(/usr/local/bin/exuvia load)
-    LOAD_LONG_ARGS=(${REAL_LOAD_LONG_ARGS:-})
   else
     LOAD=(python3 /payload/standin/loadgen.py)
-    LOAD_LONG_ARGS=(--hold 5)
   fi
+  LOAD_LONG_ARGS=(--interval 200ms)
   info "load client: ${LOAD[*]}"
   systemctl daemon-reload
+  info "ExecStart: $(prop ExecStart | sed 's/ ; ignore_errors.*//') Environment: $(prop Environment)"
   local out
   out=$(systemd-analyze verify "/etc/systemd/system/$SOCK" "/etc/systemd/system/$SVC" 2>&1)
   check units_verify "$([[ -z $out ]] && echo 1 || echo 0)" "variant=$VARIANT"
@@ -148,10 +151,16 @@ load_stop() {
   wait "$pid" 2>/dev/null
   unset "LOAD_PID[$name]"
   local counts
-  counts=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(int(d["ok"]), int(d["failures"]))' \
-    "$WORK/$name.json" 2>/dev/null) || counts="-1 -1"
-  read -r LOAD_OK[$name] LOAD_FAIL[$name] <<<"$counts"
-  metric "load_$name" "ok=${LOAD_OK[$name]} failures=${LOAD_FAIL[$name]}"
+  # `failed` is the exact count; `failures` may be a capped list of details.
+  counts=$(python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+f = d.get("failed", d.get("failures"))
+s = d.get("long_lived_survived")
+print(int(d["ok"]), int(f), {True: "yes", False: "no", None: "n/a"}[s], d.get("connections_lost", "n/a"))
+' "$WORK/$name.json" 2>/dev/null) || counts="-1 -1 n/a n/a"
+  read -r LOAD_OK[$name] LOAD_FAIL[$name] LOAD_SURVIVED[$name] lost <<<"$counts"
+  metric "load_$name" "ok=${LOAD_OK[$name]} failures=${LOAD_FAIL[$name]} long_lived_survived=${LOAD_SURVIVED[$name]} connections_lost=$lost"
   if [[ ${LOAD_FAIL[$name]} != 0 ]]; then
     info "load $name output:"
     tail -c 1500 "$WORK/$name.out"
@@ -162,9 +171,13 @@ load_stop() {
 # check_load NAME MIN_OK: zero failures and enough traffic to mean something.
 check_load() {
   local name=$1 min=$2
-  local ok=${LOAD_OK[$name]:--1} fail=${LOAD_FAIL[$name]:--1}
+  local ok=${LOAD_OK[$name]:--1} fail=${LOAD_FAIL[$name]:--1} surv=${LOAD_SURVIVED[$name]:-n/a}
   check "load_${name}_no_failures" "$([[ $fail == 0 && $ok -ge $min ]] && echo 1 || echo 0)" \
     "requests=$ok failures=$fail min_requests=$min"
+  # Long mode: every worker must still be on the connection it opened first.
+  if [[ $surv != n/a ]]; then
+    check "load_${name}_connections_survived" "$([[ $surv == yes ]] && echo 1 || echo 0)" "long_lived_survived=$surv"
+  fi
 }
 
 # reload_once: sets R_RC R_MS R_OLD R_NEW R_INV R_STATE R_NR.

@@ -24,8 +24,8 @@ import time
 
 TAG = "exuvia-standin echo"  # the "new version" copy gets another tag
 VERSION = "0.0.0"
-READY_TIMEOUT = float(os.environ.get("STANDIN_READY_TIMEOUT", "5"))
-DRAIN_SECS = float(os.environ.get("STANDIN_DRAIN_SECS", "10"))
+READY_TIMEOUT = 5.0  # --ready-timeout SECS, as the example servers
+DRAIN_SECS = 10.0  # --drain-hard SECS
 
 active = 0
 active_lock = threading.Lock()
@@ -143,9 +143,20 @@ def read_pipe(r, buf):
     return buf + data, not data
 
 
+def parse_args():
+    global READY_TIMEOUT, DRAIN_SECS
+    args = sys.argv[1:]
+    for flag, val in zip(args[::2], args[1::2]):
+        if flag == "--ready-timeout":
+            READY_TIMEOUT = float(val)
+        elif flag == "--drain-hard":
+            DRAIN_SECS = float(val)
+
+
 def main():
     global active
     exe = sys.argv[0]
+    parse_args()
     signal.signal(signal.SIGHUP, lambda *_: flags.__setitem__("hup", True))
     signal.signal(signal.SIGTERM, lambda *_: flags.__setitem__("term", True))
     listener = take_listener()
@@ -220,7 +231,8 @@ def main():
         time.sleep(0.05)
     with active_lock:
         n = active
-    log(f"drained, exiting ({n} connections left)")
+    # Like the library's hard deadline: cut what is left (our own fds only).
+    log(f"drained, exiting ({n} connections cut)")
     os._exit(0)
 
 

@@ -19,8 +19,8 @@ REQS_PER_CONN = 40  # short connections, so new ones keep landing on new generat
 
 
 def parse_duration(s):
-    units = {"ms": 0.001, "s": 1, "m": 60}
-    for u in ("ms", "s", "m"):
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    for u in ("ms", "s", "m", "h"):
         if s.endswith(u):
             return float(s[: -len(u)]) * units[u]
     return float(s)
@@ -33,6 +33,7 @@ class Stats:
         self.failures = 0
         self.errors = {}
         self.connections = 0
+        self.connections_lost = 0
 
     def add_ok(self):
         with self.lock:
@@ -43,6 +44,10 @@ class Stats:
             self.failures += 1
             key = type(err).__name__ + ": " + str(err)[:80]
             self.errors[key] = self.errors.get(key, 0) + 1
+
+    def lost(self):
+        with self.lock:
+            self.connections_lost += 1
 
     def add_conn(self):
         with self.lock:
@@ -77,20 +82,22 @@ def echo_worker(wid, addr, a, stop, st):
 
 
 def long_worker(wid, addr, a, stop, st):
+    """One connection for the whole run, like `exuvia load --mode long`;
+    a lost connection is a failure and is replaced."""
     seq = 0
     while not stop.is_set():
         try:
             with socket.create_connection(addr, timeout=a.timeout) as s:
                 st.add_conn()
                 f = s.makefile("rwb", buffering=0)
-                end = time.monotonic() + a.hold
-                while not stop.is_set() and time.monotonic() < end:
+                while not stop.is_set():
                     seq += 1
                     exchange(f, f"long{wid} {seq}\n".encode())
                     st.add_ok()
                     stop.wait(a.interval)
         except (OSError, ValueError) as e:
             st.add_fail(e)
+            st.lost()
             time.sleep(0.01)
 
 
@@ -103,9 +110,8 @@ def main():
     p.add_argument("--until-file")
     p.add_argument("--json")
     p.add_argument("--mark-on-signal", action="store_true")
-    p.add_argument("--timeout", type=float, default=10.0)
-    p.add_argument("--hold", type=float, default=5.0, help="long mode: seconds per connection")
-    p.add_argument("--interval", type=float, default=0.2, help="long mode: seconds between lines")
+    p.add_argument("--timeout", type=parse_duration, default=10.0)
+    p.add_argument("--interval", type=parse_duration, default=0.2, help="long mode: pause between lines")
     a = p.parse_args()
     if not a.target.startswith("tcp:"):
         sys.exit("loadgen: only tcp:HOST:PORT targets")
@@ -132,8 +138,13 @@ def main():
     stop.set()
     for t in threads:
         t.join(a.timeout + 5)
-    res = {"mode": a.mode, "ok": st.ok, "failures": st.failures, "connections": st.connections,
-           "errors": st.errors, "marks": marks, "seconds": round(time.monotonic() - start, 3)}
+    # Same keys as `exuvia load --json` where they overlap.
+    res = {"mode": a.mode, "ok": st.ok, "failed": st.failures, "failures_by_kind": st.errors,
+           "connections_opened": st.connections, "marks": marks,
+           "elapsed": round(time.monotonic() - start, 3)}
+    if a.mode == "long":
+        res["long_lived_survived"] = st.connections == a.connections and st.failures == 0
+        res["connections_lost"] = st.connections_lost
     if a.json:
         with open(a.json, "w") as f:
             json.dump(res, f)
