@@ -197,10 +197,13 @@ reload_once() {
     *) timeout 60 systemctl "${ACTION:-reload}" "$SVC" 2>"$WORK/reload.err" || R_RC=$? ;;
   esac
   R_MS=$(($(now_ms) - t0))
-  R_NEW=$(prop MainPID)
-  R_INV=$(prop InvocationID)
-  R_STATE=$(prop ActiveState)/$(prop SubState)
-  R_NR=$(prop NRestarts)
+  # One call: under load every systemctl round trip costs tens of ms.
+  local -A p
+  local k v
+  while IFS='=' read -r k v; do p[$k]=$v; done < <(systemctl show "$SVC" \
+    -p MainPID -p InvocationID -p ActiveState -p SubState -p NRestarts)
+  R_NEW=${p[MainPID]} R_INV=${p[InvocationID]} R_NR=${p[NRestarts]}
+  R_STATE=${p[ActiveState]}/${p[SubState]}
 }
 
 # Successful handover: rc 0, new main, same invocation, active, no restart.

@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # Assemble the read-only payload the guest sees at /payload.
 #
-# Usage: payload.sh --impl standin|real [--target-dir DIR] OUTDIR
+# Usage: payload.sh --impl standin|real [--target-dir DIR] [--profile release|debug] OUTDIR
 #   standin  python stand-in service + python load client (proves the harness)
 #   real     target/release/examples/{echo,echo_sync} and target/release/exuvia
 #            (built beforehand: cargo build --release --examples --bin exuvia)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-impl=standin
+impl=standin profile=release
 target=${CARGO_TARGET_DIR:-$repo/target}
 while (($#)); do
   case $1 in
     --impl) impl=$2; shift 2 ;;
     --target-dir) target=$2; shift 2 ;;
+    --profile) profile=$2; shift 2 ;;
     -*) echo "payload.sh: unknown option $1" >&2; exit 2 ;;
     *) out=$1; shift ;;
   esac
@@ -39,9 +40,9 @@ EXPECT_NEW_VERSION='^exuvia-standin echo_sync [0-9]'
 ENV
     ;;
   real)
-    rel=$target/release
+    rel=$target/$profile
     for f in "$rel/examples/echo" "$rel/examples/echo_sync" "$rel/exuvia"; do
-      [[ -x $f ]] || { echo "payload.sh: missing $f (cargo build --release --examples --bin exuvia)" >&2; exit 1; }
+      [[ -x $f ]] || { echo "payload.sh: missing $f (cargo build $([[ $profile == release ]] && echo --release) --examples --bin exuvia)" >&2; exit 1; }
     done
     install -m 0755 "$rel/examples/echo" "$out/bin/exuvia-echo"
     install -m 0755 "$rel/examples/echo_sync" "$out/bin/exuvia-echo-new"

@@ -4,18 +4,21 @@
 # Debian archive (first run only) and ~200 MB in $EXUVIA_CACHE.
 #
 # Usage: run-all.sh [--impl auto|real|standin] [--suite trixie] [--only NAME]
+#                   [--profile release|debug]
 #   auto     real if the repository has the echo_sync example, else standin
+#   --profile debug reuses what `cargo test` already built (no second compile).
 # Env: EXUVIA_CACHE (rootfs cache), CARGO_TARGET_DIR, RELOADS (default 50).
 # Closing line: "systemd-harness: N passed, M failed"; exit 0 iff M == 0.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-impl=auto suite=trixie only=''
+impl=auto suite=trixie only='' profile=${EXUVIA_SYSTEMD_PROFILE:-release}
 while (($#)); do
   case $1 in
     --impl) impl=$2; shift 2 ;;
     --suite) suite=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
+    --profile) profile=$2; shift 2 ;;
     *) echo "run-all.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -38,11 +41,13 @@ echo "systemd-harness: rootfs $suite ready in $(secs "$t") s"
 target=${CARGO_TARGET_DIR:-$repo/target}
 if [[ $impl == real ]]; then
   t=$(date +%s.%N)
-  (cd "$repo" && cargo build --release --examples --bin exuvia)
-  echo "systemd-harness: cargo build --release in $(secs "$t") s"
+  flag=--release
+  [[ $profile == debug ]] && flag=
+  (cd "$repo" && cargo build $flag --examples --bin exuvia)
+  echo "systemd-harness: cargo build ($profile) in $(secs "$t") s"
 fi
 payload=$target/systemd-tests/payload-$impl
-"$here/payload.sh" --impl "$impl" --target-dir "$target" "$payload" >/dev/null
+"$here/payload.sh" --impl "$impl" --target-dir "$target" --profile "$profile" "$payload" >/dev/null
 # The stand-in can inject faults the real binary cannot; its payload serves
 # the negative control of the stop checks whatever $impl is.
 standin_payload=$target/systemd-tests/payload-standin
