@@ -73,6 +73,9 @@ start=$(date +%s.%N)
 include=$(IFS=,; echo "${packages[*]}")
 args=(--variant=apt --mode=root --include="$include" --components=main
   --aptopt='Acquire::Retries "3"'
+  # sid's Release has a 7-day Valid-Until; a mirror snapshot or a skewed
+  # clock must not break the build (signatures are still checked).
+  --aptopt='Acquire::Check-Valid-Until "false"'
   --dpkgopt='path-exclude=/usr/share/{doc,man,locale,info}/*'
   --dpkgopt='path-include=/usr/share/locale/locale.alias')
 log "building $suite ($include) -> $dest"
