@@ -32,6 +32,7 @@ if [[ ! -r $scenario_file ]]; then
 fi
 
 # Deadlines per scenario (flags of the example servers and the stand-in).
+# shellcheck disable=SC2034 # read by install_payload in lib-driver.sh
 case $SCENARIO in
   # Long-lived connections stay on the first generation for the whole run.
   reload50) SERVICE_ARGS="--ready-timeout 5 --drain-hard 300" ;;

@@ -102,6 +102,7 @@ install_payload() {
   else
     LOAD=(python3 /payload/standin/loadgen.py)
   fi
+  # shellcheck disable=SC2034 # used by the sourced scenarios
   LOAD_LONG_ARGS=(--interval 200ms)
   info "load client: ${LOAD[*]}"
   systemctl daemon-reload
@@ -159,7 +160,7 @@ f = d.get("failed", d.get("failures"))
 s = d.get("long_lived_survived")
 print(int(d["ok"]), int(f), {True: "yes", False: "no", None: "n/a"}[s], d.get("connections_lost", "n/a"))
 ' "$WORK/$name.json" 2>/dev/null) || counts="-1 -1 n/a n/a"
-  read -r LOAD_OK[$name] LOAD_FAIL[$name] LOAD_SURVIVED[$name] lost <<<"$counts"
+  read -r "LOAD_OK[$name]" "LOAD_FAIL[$name]" "LOAD_SURVIVED[$name]" lost <<<"$counts"
   metric "load_$name" "ok=${LOAD_OK[$name]} failures=${LOAD_FAIL[$name]} long_lived_survived=${LOAD_SURVIVED[$name]} connections_lost=$lost"
   if [[ ${LOAD_FAIL[$name]} != 0 ]]; then
     info "load $name output:"
@@ -189,10 +190,9 @@ reload_once() {
   case ${ACTION:-reload} in
     # Negative control: a crash; must show up as failed requests.
     kill9)
-      local nr
-      nr=$(prop NRestarts)
+      R_NR0=$(prop NRestarts)
       systemctl kill --signal=SIGKILL --kill-whom=main "$SVC" || R_RC=$?
-      wait_for 15 eval '[[ $(prop NRestarts) != "$nr" && $(prop ActiveState) == active ]]' || R_RC=124
+      wait_for 15 restarted_since_kill || R_RC=124
       ;;
     *) timeout 60 systemctl "${ACTION:-reload}" "$SVC" 2>"$WORK/reload.err" || R_RC=$? ;;
   esac
@@ -204,6 +204,10 @@ reload_once() {
     -p MainPID -p InvocationID -p ActiveState -p SubState -p NRestarts)
   R_NEW=${p[MainPID]} R_INV=${p[InvocationID]} R_NR=${p[NRestarts]}
   R_STATE=${p[ActiveState]}/${p[SubState]}
+}
+
+restarted_since_kill() {
+  [[ $(prop NRestarts) != "$R_NR0" && $(prop ActiveState) == active ]]
 }
 
 # Successful handover: rc 0, new main, same invocation, active, no restart.
