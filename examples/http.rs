@@ -60,7 +60,13 @@ async fn run(args: support::Args) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-async fn hello(_req: Request<Incoming>, generation: u64) -> Result<Response<Full<Bytes>>, Infallible> {
-    let body = format!("hello from generation {generation} (pid {})\n", std::process::id());
+async fn hello(
+    _req: Request<Incoming>,
+    generation: u64,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let body = format!(
+        "hello from generation {generation} (pid {})\n",
+        std::process::id()
+    );
     Ok(Response::new(Full::new(Bytes::from(body))))
 }

@@ -36,13 +36,18 @@ impl Channel {
 
     /// Wraps an inherited fd (successor side).
     pub(crate) fn from_fd(fd: OwnedFd) -> Channel {
-        Channel { sock: Socket::from(fd) }
+        Channel {
+            sock: Socket::from(fd),
+        }
     }
 
     pub(crate) fn send(&self, msg: &[u8]) -> io::Result<()> {
         let n = self.sock.send_with_flags(msg, libc::MSG_NOSIGNAL)?;
         if n != msg.len() {
-            return Err(io::Error::new(io::ErrorKind::WriteZero, "short send on handover channel"));
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "short send on handover channel",
+            ));
         }
         Ok(())
     }
@@ -55,11 +60,18 @@ impl Channel {
     /// Receives one message; `Ok(None)` means the peer closed. `timeout: None` blocks.
     pub(crate) fn recv(&self, timeout: Option<Duration>) -> io::Result<Option<Vec<u8>>> {
         if !crate::sys::poll_one(self.as_fd(), timeout)? {
-            return Err(io::Error::new(io::ErrorKind::TimedOut, "timed out on handover channel"));
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "timed out on handover channel",
+            ));
         }
         let mut buf = vec![0u8; MAX_MSG];
         let n = loop {
-            match nix::sys::socket::recv(self.sock.as_raw_fd(), &mut buf, nix::sys::socket::MsgFlags::MSG_DONTWAIT) {
+            match nix::sys::socket::recv(
+                self.sock.as_raw_fd(),
+                &mut buf,
+                nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+            ) {
                 Ok(n) => break n,
                 Err(nix::errno::Errno::EINTR) => continue,
                 // A peer that died with unread data resets instead of closing cleanly.
@@ -80,8 +92,18 @@ impl Channel {
         while out.len() < len {
             match self.recv(Some(timeout))? {
                 Some(chunk) if out.len() + chunk.len() <= len => out.extend_from_slice(&chunk),
-                Some(_) => return Err(io::Error::new(io::ErrorKind::InvalidData, "state blob longer than announced")),
-                None => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "channel closed inside the state blob")),
+                Some(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "state blob longer than announced",
+                    ));
+                }
+                None => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "channel closed inside the state blob",
+                    ));
+                }
             }
         }
         Ok(out)
@@ -103,12 +125,18 @@ mod tests {
         let (a, b) = Channel::pair().unwrap();
         let b = Channel::from_fd(b);
         a.send(b"hello").unwrap();
-        assert_eq!(b.recv(Some(Duration::from_secs(1))).unwrap().unwrap(), b"hello");
+        assert_eq!(
+            b.recv(Some(Duration::from_secs(1))).unwrap().unwrap(),
+            b"hello"
+        );
         let blob: Vec<u8> = (0..1_000_000u32).map(|i| i as u8).collect();
         let a = std::sync::Arc::new(a);
         let (a2, sent) = (a.clone(), blob.clone());
         let writer = std::thread::spawn(move || a2.send_blob(&sent));
-        assert_eq!(b.recv_blob(blob.len(), Duration::from_secs(1)).unwrap(), blob);
+        assert_eq!(
+            b.recv_blob(blob.len(), Duration::from_secs(1)).unwrap(),
+            blob
+        );
         writer.join().unwrap().unwrap();
         let err = b.recv(Some(Duration::from_millis(10))).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);

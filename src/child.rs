@@ -58,7 +58,11 @@ pub(crate) fn spawn(plan: Plan<'_>) -> Result<Successor, UpgradeError> {
         let target = 3 + i as RawFd;
         moves.push((dup.as_raw_fd(), target));
         keep.push(dup);
-        entries.push(Entry { name: (*name).to_owned(), kind: *kind, fd: target });
+        entries.push(Entry {
+            name: (*name).to_owned(),
+            kind: *kind,
+            fd: target,
+        });
     }
     let ch = sys::dup_cloexec_at_least(theirs.as_fd(), base)?;
     moves.push((ch.as_raw_fd(), channel_target));
@@ -71,33 +75,48 @@ pub(crate) fn spawn(plan: Plan<'_>) -> Result<Successor, UpgradeError> {
         entries,
         state_len: plan.state.as_ref().map(|s| s.len()),
     };
-    let fork = sys::DoubleFork { moves, keep_below: channel_target + 1, channel: channel_target };
+    let fork = sys::DoubleFork {
+        moves,
+        keep_below: channel_target + 1,
+        channel: channel_target,
+    };
     let mut cmd = Command::new(&plan.exe);
-    cmd.args(&plan.args).env(HANDOVER_VAR, channel_target.to_string());
+    cmd.args(&plan.args)
+        .env(HANDOVER_VAR, channel_target.to_string());
     for var in NOT_INHERITED.iter().filter(|v| **v != HANDOVER_VAR) {
         cmd.env_remove(var);
     }
     // SAFETY: run_in_child only makes async-signal-safe calls on memory prepared above.
     unsafe { cmd.pre_exec(move || fork.run_in_child()) };
     let mut intermediate = cmd.spawn().map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied => {
-            UpgradeError::Executable { path: plan.exe.clone(), source: e }
-        }
+        io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied => UpgradeError::Executable {
+            path: plan.exe.clone(),
+            source: e,
+        },
         _ => UpgradeError::Spawn(e),
     })?;
     drop(keep);
     // The intermediate exits right after reporting; reaping it leaves no zombie.
     let status = intermediate.wait()?;
     if !status.success() {
-        return Err(UpgradeError::Spawn(io::Error::other(format!("intermediate process failed: {status}"))));
+        return Err(UpgradeError::Spawn(io::Error::other(format!(
+            "intermediate process failed: {status}"
+        ))));
     }
-    let (pid, pidfd) = sys::recv_pid_report(ours.as_fd())
-        .map_err(|e| UpgradeError::Spawn(io::Error::other(format!("no report from the intermediate process: {e}"))))?;
+    let (pid, pidfd) = sys::recv_pid_report(ours.as_fd()).map_err(|e| {
+        UpgradeError::Spawn(io::Error::other(format!(
+            "no report from the intermediate process: {e}"
+        )))
+    })?;
     let pidfd = match pidfd {
         Some(fd) => fd,
         None => sys::pidfd_open(pid)?,
     };
-    let successor = Successor { pid, pidfd, channel: ours };
+    let successor = Successor {
+        pid,
+        pidfd,
+        channel: ours,
+    };
     send_manifest(&successor, manifest, plan.state)?;
     Ok(successor)
 }
@@ -124,12 +143,19 @@ impl Successor {
     pub(crate) fn answer(&self) -> Answer {
         match self.channel.recv(Some(std::time::Duration::ZERO)) {
             Ok(Some(m)) if m == channel::READY => Answer::Ready,
-            Ok(Some(m)) if m.starts_with(channel::FAILED_PREFIX) => {
-                Answer::Failed(String::from_utf8_lossy(&m[channel::FAILED_PREFIX.len()..]).chars().take(500).collect())
+            Ok(Some(m)) if m.starts_with(channel::FAILED_PREFIX) => Answer::Failed(
+                String::from_utf8_lossy(&m[channel::FAILED_PREFIX.len()..])
+                    .chars()
+                    .take(500)
+                    .collect(),
+            ),
+            Ok(Some(m)) => {
+                Answer::Malformed(String::from_utf8_lossy(&m).chars().take(80).collect())
             }
-            Ok(Some(m)) => Answer::Malformed(String::from_utf8_lossy(&m).chars().take(80).collect()),
             Ok(None) => Answer::Gone,
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => Answer::Malformed("(spurious wake-up)".into()),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                Answer::Malformed("(spurious wake-up)".into())
+            }
             Err(_) => Answer::Gone,
         }
     }

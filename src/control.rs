@@ -37,7 +37,12 @@ impl Waiter {
             }
             Waiter::Socket(mut s) => {
                 let line = match &r {
-                    Ok(u) => format!("ok pid={} generation={} ready_ms={}\n", u.pid, u.generation, u.ready_after.as_millis()),
+                    Ok(u) => format!(
+                        "ok pid={} generation={} ready_ms={}\n",
+                        u.pid,
+                        u.generation,
+                        u.ready_after.as_millis()
+                    ),
                     Err(e) => {
                         let kind = match e {
                             UpgradeError::InProgress => "in-progress",
@@ -56,24 +61,29 @@ impl Waiter {
 /// Reads one request from a control connection on its own thread (a slow client must not
 /// stall the control loop) and forwards it.
 pub(crate) fn serve(stream: UnixStream, tx: mpsc::Sender<Request>, wake: Arc<OwnedFd>) {
-    let _ = std::thread::Builder::new().name("exuvia-control".into()).spawn(move || {
-        let _ = stream.set_nonblocking(false);
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-        let mut line = String::new();
-        let Ok(reader) = stream.try_clone() else { return };
-        let mut reader = BufReader::new(reader.take(256));
-        if reader.read_line(&mut line).is_err() {
-            return;
-        }
-        let mut stream = stream;
-        if line.trim_end() != "upgrade" {
-            let _ = stream.write_all(b"error refused: unknown request; the only request is `upgrade`\n");
-            return;
-        }
-        if tx.send(Request::Upgrade(Waiter::Socket(stream))).is_ok() {
-            crate::sys::eventfd_signal(std::os::fd::AsFd::as_fd(&*wake));
-        }
-    });
+    let _ = std::thread::Builder::new()
+        .name("exuvia-control".into())
+        .spawn(move || {
+            let _ = stream.set_nonblocking(false);
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut line = String::new();
+            let Ok(reader) = stream.try_clone() else {
+                return;
+            };
+            let mut reader = BufReader::new(reader.take(256));
+            if reader.read_line(&mut line).is_err() {
+                return;
+            }
+            let mut stream = stream;
+            if line.trim_end() != "upgrade" {
+                let _ = stream
+                    .write_all(b"error refused: unknown request; the only request is `upgrade`\n");
+                return;
+            }
+            if tx.send(Request::Upgrade(Waiter::Socket(stream))).is_ok() {
+                crate::sys::eventfd_signal(std::os::fd::AsFd::as_fd(&*wake));
+            }
+        });
 }
 
 use std::io::Read;
@@ -83,7 +93,9 @@ use std::io::Read;
 #[non_exhaustive]
 pub enum ControlError {
     /// Could not reach the service.
-    #[error("cannot connect to the control socket {path}: {source}; is the service running with a control socket there?")]
+    #[error(
+        "cannot connect to the control socket {path}: {source}; is the service running with a control socket there?"
+    )]
     Connect {
         /// Socket path.
         path: String,
@@ -106,7 +118,10 @@ pub enum ControlError {
 
 /// Asks the service behind `path` to upgrade and waits for the verdict.
 pub fn request_upgrade(path: &Path, timeout: Duration) -> Result<Upgraded, ControlError> {
-    let connect_err = |source| ControlError::Connect { path: path.display().to_string(), source };
+    let connect_err = |source| ControlError::Connect {
+        path: path.display().to_string(),
+        source,
+    };
     let mut s = UnixStream::connect(path).map_err(connect_err)?;
     s.set_read_timeout(Some(timeout)).map_err(connect_err)?;
     s.write_all(b"upgrade\n").map_err(connect_err)?;
@@ -120,7 +135,8 @@ pub fn request_upgrade(path: &Path, timeout: Duration) -> Result<Upgraded, Contr
 fn parse_answer(line: &str) -> Result<Upgraded, ControlError> {
     if let Some(rest) = line.strip_prefix("ok ") {
         let field = |k: &str| {
-            rest.split(' ').find_map(|kv| kv.strip_prefix(k).and_then(|v| v.strip_prefix('=')))
+            rest.split(' ')
+                .find_map(|kv| kv.strip_prefix(k).and_then(|v| v.strip_prefix('=')))
                 .and_then(|v| v.parse::<u64>().ok())
         };
         return match (field("pid"), field("generation"), field("ready_ms")) {
@@ -135,11 +151,16 @@ fn parse_answer(line: &str) -> Result<Upgraded, ControlError> {
     }
     if let Some(rest) = line.strip_prefix("error ") {
         if let Some((kind, message)) = rest.split_once(": ") {
-            return Err(ControlError::Refused { kind: kind.to_owned(), message: message.to_owned() });
+            return Err(ControlError::Refused {
+                kind: kind.to_owned(),
+                message: message.to_owned(),
+            });
         }
     }
     if line.is_empty() {
-        return Err(ControlError::Protocol("the service closed the connection without an answer".into()));
+        return Err(ControlError::Protocol(
+            "the service closed the connection without an answer".into(),
+        ));
     }
     Err(ControlError::Protocol(format!("malformed answer {line:?}")))
 }
@@ -151,7 +172,10 @@ mod tests {
     #[test]
     fn answers_parse() {
         let u = parse_answer("ok pid=42 generation=3 ready_ms=17").unwrap();
-        assert_eq!((u.pid, u.generation, u.ready_after), (42, 3, Duration::from_millis(17)));
+        assert_eq!(
+            (u.pid, u.generation, u.ready_after),
+            (42, 3, Duration::from_millis(17))
+        );
         match parse_answer("error failed: successor (pid 9) exited before it was ready") {
             Err(ControlError::Refused { kind, message }) => {
                 assert_eq!(kind, "failed");
@@ -160,6 +184,9 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(parse_answer(""), Err(ControlError::Protocol(_))));
-        assert!(matches!(parse_answer("ok pid=x"), Err(ControlError::Protocol(_))));
+        assert!(matches!(
+            parse_answer("ok pid=x"),
+            Err(ControlError::Protocol(_))
+        ));
     }
 }

@@ -76,7 +76,10 @@ impl Tracker {
         let id = c.next;
         c.next += 1;
         c.open.insert(id, fd);
-        ConnGuard { inner: self.inner.clone(), id }
+        ConnGuard {
+            inner: self.inner.clone(),
+            id,
+        }
     }
 
     /// Connections currently tracked.
@@ -97,7 +100,12 @@ impl Tracker {
             if left.is_zero() {
                 return false;
             }
-            c = self.inner.changed.wait_timeout(c, left).unwrap_or_else(|e| e.into_inner()).0;
+            c = self
+                .inner
+                .changed
+                .wait_timeout(c, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
         true
     }
@@ -106,11 +114,19 @@ impl Tracker {
     pub(crate) fn drain(&self, reason: DrainReason, soft: Duration, hard: Duration) -> DrainReport {
         let start = Instant::now();
         let open_at_start = self.active();
-        tracing::info!(phase = "drain", connections = open_at_start, "draining connections");
+        tracing::info!(
+            phase = "drain",
+            connections = open_at_start,
+            "draining connections"
+        );
         let mut cut = 0;
         if !self.wait_empty(start + soft) {
             self.inner.finish.store(true, Ordering::Release);
-            tracing::info!(phase = "drain", connections = self.active(), "soft deadline: asking connections to finish");
+            tracing::info!(
+                phase = "drain",
+                connections = self.active(),
+                "soft deadline: asking connections to finish"
+            );
             if !self.wait_empty(start + hard.max(soft)) {
                 let c = self.inner.lock();
                 for fd in c.open.values().flatten() {
@@ -118,14 +134,28 @@ impl Tracker {
                     cut += 1;
                 }
                 drop(c);
-                tracing::warn!(phase = "drain", cut, "hard deadline: cut remaining connections");
+                tracing::warn!(
+                    phase = "drain",
+                    cut,
+                    "hard deadline: cut remaining connections"
+                );
                 // Give the service a moment to notice the cut connections and unwind.
                 self.wait_empty(Instant::now() + Duration::from_secs(1));
             }
         }
         self.inner.finish.store(true, Ordering::Release);
-        let report = DrainReport { reason, open_at_start, cut, elapsed: start.elapsed() };
-        tracing::info!(phase = "exit", elapsed_ms = report.elapsed.as_millis() as u64, cut, "drain finished");
+        let report = DrainReport {
+            reason,
+            open_at_start,
+            cut,
+            elapsed: start.elapsed(),
+        };
+        tracing::info!(
+            phase = "exit",
+            elapsed_ms = report.elapsed.as_millis() as u64,
+            cut,
+            "drain finished"
+        );
         report
     }
 }
@@ -146,7 +176,9 @@ impl Drop for ConnGuard {
 
 impl std::fmt::Debug for Tracker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tracker").field("active", &self.active()).finish()
+        f.debug_struct("Tracker")
+            .field("active", &self.active())
+            .finish()
     }
 }
 
@@ -179,7 +211,11 @@ mod tests {
             drop(guard);
             n
         });
-        let r = t.drain(DrainReason::Upgraded, Duration::from_millis(50), Duration::from_millis(200));
+        let r = t.drain(
+            DrainReason::Upgraded,
+            Duration::from_millis(50),
+            Duration::from_millis(200),
+        );
         assert_eq!((r.open_at_start, r.cut), (1, 1));
         assert!(t.should_finish());
         assert_eq!(reader.join().unwrap(), 0, "the cut connection reads EOF");

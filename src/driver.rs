@@ -123,7 +123,11 @@ impl Driver {
     }
 
     pub(crate) fn run(mut self) {
-        let span = tracing::info_span!("exuvia", generation = self.generation, pid = std::process::id());
+        let span = tracing::info_span!(
+            "exuvia",
+            generation = self.generation,
+            pid = std::process::id()
+        );
         let _enter = span.enter();
         loop {
             let (woke, timed_out) = match self.wait() {
@@ -173,16 +177,26 @@ impl Driver {
             fds.push(p.channel.as_fd());
             fds.len() - 1
         });
-        let control = self.control.as_ref().filter(|_| self.main && !self.draining_now()).map(|c| {
-            fds.push(c.as_fd());
-            fds.len() - 1
-        });
+        let control = self
+            .control
+            .as_ref()
+            .filter(|_| self.main && !self.draining_now())
+            .map(|c| {
+                fds.push(c.as_fd());
+                fds.len() - 1
+            });
         let successor = self.inflight.as_ref().map(|f| {
             fds.push(f.successor.channel.as_fd());
             fds.push(f.successor.pidfd.as_fd());
             fds.len() - 2
         });
-        let deadline = [self.inflight.as_ref().map(|f| f.deadline), self.next_watchdog].into_iter().flatten().min();
+        let deadline = [
+            self.inflight.as_ref().map(|f| f.deadline),
+            self.next_watchdog,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let r = sys::poll_many(&fds, timeout)?;
         let at = |i: Option<usize>| i.is_some_and(|i| r[i]);
@@ -222,7 +236,12 @@ impl Driver {
         if self.ready {
             return Err(Error::AlreadyReady);
         }
-        let closed = self.shared.registry.lock().unwrap_or_else(|e| e.into_inner()).close_unclaimed();
+        let closed = self
+            .shared
+            .registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .close_unclaimed();
         if !closed.is_empty() {
             tracing::info!(names = ?closed, "closed inherited fds the service did not claim");
         }
@@ -230,12 +249,14 @@ impl Driver {
         self.life().set_phase(Phase::Serving);
         match &self.parent {
             Some(p) => {
-                p.send_ready().map_err(Error::io("telling the previous generation we are ready"))?;
+                p.send_ready()
+                    .map_err(Error::io("telling the previous generation we are ready"))?;
                 tracing::info!("ready; waiting for the previous generation to hand over");
             }
             None => {
                 self.take_main();
-                self.notifier.ready(&format!("serving (generation {})", self.generation));
+                self.notifier
+                    .ready(&format!("serving (generation {})", self.generation));
                 tracing::info!("ready");
             }
         }
@@ -251,11 +272,19 @@ impl Driver {
             }
         }
         if self.cfg.fd_store {
-            let reg = self.shared.registry.lock().unwrap_or_else(|e| e.into_inner());
-            let fds: Vec<(&str, BorrowedFd<'_>)> = reg.registered().map(|(n, _, fd)| (n, fd)).collect();
+            let reg = self
+                .shared
+                .registry
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let fds: Vec<(&str, BorrowedFd<'_>)> =
+                reg.registered().map(|(n, _, fd)| (n, fd)).collect();
             self.notifier.store_fds(&fds);
         }
-        self.next_watchdog = self.notifier.watchdog_interval().map(|i| Instant::now() + i);
+        self.next_watchdog = self
+            .notifier
+            .watchdog_interval()
+            .map(|i| Instant::now() + i);
     }
 
     fn on_parent_message(&mut self) {
@@ -306,8 +335,13 @@ impl Driver {
         self.life().set_phase(Phase::Upgrading);
         match self.spawn() {
             Ok(successor) => {
-                tracing::info!(phase = "await ready", successor_pid = successor.pid, "successor started");
-                self.notifier.extend_timeout(self.cfg.ready_timeout + Duration::from_secs(5));
+                tracing::info!(
+                    phase = "await ready",
+                    successor_pid = successor.pid,
+                    "successor started"
+                );
+                self.notifier
+                    .extend_timeout(self.cfg.ready_timeout + Duration::from_secs(5));
                 self.inflight = Some(InFlight {
                     successor,
                     triggered,
@@ -320,17 +354,41 @@ impl Driver {
     }
 
     fn spawn(&mut self) -> Result<Successor, UpgradeError> {
-        let exe = crate::env::resolve_executable(self.cfg.executable.as_deref(), self.cfg.start.argv0.as_deref())
-            .map_err(|source| UpgradeError::Executable {
-                path: self.cfg.executable.clone().or(self.cfg.start.argv0.clone()).unwrap_or_default(),
-                source,
-            })?;
-        let args = self.cfg.args.clone().unwrap_or_else(|| self.cfg.start.args.clone());
+        let exe = crate::env::resolve_executable(
+            self.cfg.executable.as_deref(),
+            self.cfg.start.argv0.as_deref(),
+        )
+        .map_err(|source| UpgradeError::Executable {
+            path: self
+                .cfg
+                .executable
+                .clone()
+                .or(self.cfg.start.argv0.clone())
+                .unwrap_or_default(),
+            source,
+        })?;
+        let args = self
+            .cfg
+            .args
+            .clone()
+            .unwrap_or_else(|| self.cfg.start.args.clone());
         let mut draining: Vec<Ancestor> = self.alive_ancestors();
         let me = std::process::id() as i32;
-        draining.push(Ancestor { pid: me, start_time: sys::process_start_time(me)? });
-        let state = self.shared.next_state.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let reg = self.shared.registry.lock().unwrap_or_else(|e| e.into_inner());
+        draining.push(Ancestor {
+            pid: me,
+            start_time: sys::process_start_time(me)?,
+        });
+        let state = self
+            .shared
+            .next_state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let reg = self
+            .shared
+            .registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         tracing::info!(phase = "spawn", exe = %exe.display(), fds = reg.registered().count(), "starting successor");
         child::spawn(child::Plan {
             exe,
@@ -343,7 +401,11 @@ impl Driver {
     }
 
     fn alive_ancestors(&self) -> Vec<Ancestor> {
-        self.draining.iter().copied().filter(|a| sys::pidfd_for(a.pid, a.start_time).is_some()).collect()
+        self.draining
+            .iter()
+            .copied()
+            .filter(|a| sys::pidfd_for(a.pid, a.start_time).is_some())
+            .collect()
     }
 
     /// **await ready**: the successor's channel or pidfd became readable.
@@ -358,7 +420,11 @@ impl Driver {
             }
             Answer::Failed(reason) => {
                 let f = self.inflight.take().expect("checked above");
-                self.fail(Some(f.successor), f.waiter, UpgradeError::Failed { pid, reason });
+                self.fail(
+                    Some(f.successor),
+                    f.waiter,
+                    UpgradeError::Failed { pid, reason },
+                );
             }
             Answer::Malformed(_) if f.successor.exited() => {
                 let f = self.inflight.take().expect("checked above");
@@ -366,7 +432,11 @@ impl Driver {
             }
             Answer::Malformed(message) => {
                 let f = self.inflight.take().expect("checked above");
-                self.fail(Some(f.successor), f.waiter, UpgradeError::Protocol { pid, message });
+                self.fail(
+                    Some(f.successor),
+                    f.waiter,
+                    UpgradeError::Protocol { pid, message },
+                );
             }
         }
     }
@@ -377,7 +447,10 @@ impl Driver {
             if now >= f.deadline {
                 let f = self.inflight.take().expect("checked above");
                 let pid = f.successor.pid;
-                let e = UpgradeError::Timeout { pid, timeout: self.cfg.ready_timeout };
+                let e = UpgradeError::Timeout {
+                    pid,
+                    timeout: self.cfg.ready_timeout,
+                };
                 self.fail(Some(f.successor), f.waiter, e);
             }
         }
@@ -408,7 +481,10 @@ impl Driver {
 
     /// **hand over**: make the successor main, stop accepting, let go of every listener.
     fn hand_over(&mut self) {
-        let f = self.inflight.take().expect("called with an upgrade in flight");
+        let f = self
+            .inflight
+            .take()
+            .expect("called with an upgrade in flight");
         let ready_at = Instant::now();
         let s = &f.successor;
         let status = format!(
@@ -423,7 +499,12 @@ impl Driver {
         self.next_watchdog = None;
         self.control = None;
         let all_closed = self.life().stop_accepting(Duration::from_secs(1));
-        let closed = self.shared.registry.lock().unwrap_or_else(|e| e.into_inner()).close_registered();
+        let closed = self
+            .shared
+            .registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .close_registered();
         let closed_after = ready_at.elapsed();
         if !all_closed {
             tracing::warn!("a listener was still held by the service 1 s after the handover");
@@ -447,7 +528,8 @@ impl Driver {
             "handover complete"
         );
         self.cut_excess_generations();
-        self.life().set_phase(Phase::Draining(DrainReason::Upgraded));
+        self.life()
+            .set_phase(Phase::Draining(DrainReason::Upgraded));
         tracing::info!(phase = "drain", "draining");
         f.waiter.reply(Ok(report));
     }
@@ -462,7 +544,11 @@ impl Driver {
         // This process drains too, so it counts against the cap.
         while alive.len() + 1 > self.cfg.max_draining {
             let (a, fd) = alive.remove(0);
-            tracing::warn!(pid = a.pid, cap = self.cfg.max_draining, "too many generations draining; cutting the oldest");
+            tracing::warn!(
+                pid = a.pid,
+                cap = self.cfg.max_draining,
+                "too many generations draining; cutting the oldest"
+            );
             let _ = sys::pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
         }
     }
@@ -482,7 +568,11 @@ impl Driver {
         self.main = false;
         self.control = None;
         self.life().stop_accepting(Duration::from_secs(1));
-        self.shared.registry.lock().unwrap_or_else(|e| e.into_inner()).close_registered();
+        self.shared
+            .registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .close_registered();
         self.life().set_phase(Phase::Draining(DrainReason::Stopped));
         tracing::info!(phase = "drain", "stop requested; draining");
     }
@@ -507,9 +597,18 @@ struct Woke {
 
 /// Writes the pid file atomically (temp file + rename in the same directory).
 fn write_pid_file(path: &Path) -> std::io::Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| std::io::Error::other("pid file path has no file name"))?;
-    let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("pid file path has no file name"))?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     std::fs::write(&tmp, format!("{}\n", std::process::id()))?;
     std::fs::rename(&tmp, path)
 }

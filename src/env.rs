@@ -26,6 +26,8 @@ pub(crate) const NOT_INHERITED: &[&str] = &[
 
 /// What exuvia needs from the environment, captured once.
 #[derive(Clone, Debug, Default)]
+// Without the `systemd` feature nobody reads the systemd variables; they are still captured.
+#[cfg_attr(not(feature = "systemd"), allow(dead_code))]
 pub(crate) struct StartEnv {
     /// `argv[0]` made absolute against the start-up directory when it contains a slash.
     pub argv0: Option<PathBuf>,
@@ -75,9 +77,15 @@ impl StartEnv {
 /// Finds the successor's executable now, at upgrade time: an explicit path as given, else
 /// the path this process was started with (so a package upgrade that replaced the file
 /// takes effect; `/proc/self/exe` would still be the old, deleted inode).
-pub(crate) fn resolve_executable(explicit: Option<&Path>, argv0: Option<&Path>) -> io::Result<PathBuf> {
+pub(crate) fn resolve_executable(
+    explicit: Option<&Path>,
+    argv0: Option<&Path>,
+) -> io::Result<PathBuf> {
     let wanted = explicit.or(argv0).ok_or_else(|| {
-        io::Error::new(io::ErrorKind::NotFound, "argv[0] is empty; set Builder::executable")
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            "argv[0] is empty; set Builder::executable",
+        )
     })?;
     let path = if wanted.as_os_str().as_bytes().contains(&b'/') {
         wanted.to_path_buf()
@@ -86,7 +94,10 @@ pub(crate) fn resolve_executable(explicit: Option<&Path>, argv0: Option<&Path>) 
     };
     nix::unistd::access(&path, nix::unistd::AccessFlags::X_OK).map_err(io::Error::from)?;
     if !path.is_file() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
     }
     Ok(path)
 }
@@ -105,10 +116,14 @@ mod tests {
 
     #[test]
     fn resolves_explicit_and_path_lookup() {
-        assert_eq!(resolve_executable(Some(Path::new("/bin/sh")), None).unwrap(), Path::new("/bin/sh"));
+        assert_eq!(
+            resolve_executable(Some(Path::new("/bin/sh")), None).unwrap(),
+            Path::new("/bin/sh")
+        );
         let sh = resolve_executable(None, Some(Path::new("sh"))).unwrap();
         assert!(sh.is_absolute() && sh.ends_with("sh"));
-        let err = resolve_executable(Some(Path::new("/nonexistent/exuvia-test")), None).unwrap_err();
+        let err =
+            resolve_executable(Some(Path::new("/nonexistent/exuvia-test")), None).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
         assert!(resolve_executable(Some(Path::new("/etc")), None).is_err());
     }

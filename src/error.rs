@@ -17,7 +17,9 @@ pub enum Error {
     #[error("{0:?} is already registered; every socket needs its own name")]
     DuplicateName(String),
     /// An inherited fd is not what the service asks for under that name.
-    #[error("the inherited fd named {name:?} is {found}, but the service asked for a {wanted} socket; rename one of them or restart the service to rebind")]
+    #[error(
+        "the inherited fd named {name:?} is {found}, but the service asked for a {wanted} socket; rename one of them or restart the service to rebind"
+    )]
     KindMismatch {
         /// Registered name.
         name: String,
@@ -82,7 +84,9 @@ pub enum ManifestError {
     #[error("not an exuvia handover manifest (first line {0:?})")]
     NotAManifest(String),
     /// Written by an incompatible release.
-    #[error("manifest version {theirs} is not supported (this build speaks version {ours}); upgrade in two steps through a release that speaks both")]
+    #[error(
+        "manifest version {theirs} is not supported (this build speaks version {ours}); upgrade in two steps through a release that speaks both"
+    )]
     Version {
         /// Version in the manifest.
         theirs: u32,
@@ -115,7 +119,9 @@ pub enum ManifestError {
 #[non_exhaustive]
 pub enum HandoverError {
     /// `EXUVIA_HANDOVER` is set but unusable.
-    #[error("EXUVIA_HANDOVER={0:?} is not an open socket fd number; it is set only by exuvia when it starts a successor, so unset it when starting the service by hand")]
+    #[error(
+        "EXUVIA_HANDOVER={0:?} is not an open socket fd number; it is set only by exuvia when it starts a successor, so unset it when starting the service by hand"
+    )]
     BadEnv(String),
     /// The manifest did not parse.
     #[error(transparent)]
@@ -152,7 +158,9 @@ pub enum ActivationError {
     #[error("LISTEN_PIDFDID={0:?} is not a pidfd inode id")]
     BadPidfdId(String),
     /// More names than fds.
-    #[error("LISTEN_FDNAMES has {names} names for {fds} fds; fix FileDescriptorName= in the .socket units")]
+    #[error(
+        "LISTEN_FDNAMES has {names} names for {fds} fds; fix FileDescriptorName= in the .socket units"
+    )]
     NameCount {
         /// Number of names.
         names: usize,
@@ -182,13 +190,17 @@ pub enum UpgradeError {
     #[error("an upgrade is already in progress")]
     InProgress,
     /// This process is a successor whose own handover has not completed.
-    #[error("this process is still taking over from its predecessor; retry once the handover is complete")]
+    #[error(
+        "this process is still taking over from its predecessor; retry once the handover is complete"
+    )]
     HandoverPending,
     /// The process is draining or stopping.
     #[error("the service is shutting down")]
     ShuttingDown,
     /// The successor's executable cannot be run.
-    #[error("successor executable {path} cannot be run: {source}; install it there or set Builder::executable")]
+    #[error(
+        "successor executable {path} cannot be run: {source}; install it there or set Builder::executable"
+    )]
     Executable {
         /// Resolved path.
         path: PathBuf,

@@ -41,7 +41,13 @@ pub(crate) struct Registry {
 impl Registry {
     /// Adds an inherited fd. A duplicate name keeps the first (systemd allows duplicates;
     /// exuvia's handover never produces them).
-    pub(crate) fn inherit(&mut self, name: String, kind: Option<FdKind>, fd: OwnedFd, origin: Origin) -> bool {
+    pub(crate) fn inherit(
+        &mut self,
+        name: String,
+        kind: Option<FdKind>,
+        fd: OwnedFd,
+        origin: Origin,
+    ) -> bool {
         if self.inherited.contains_key(&name) {
             return false;
         }
@@ -82,25 +88,38 @@ impl Registry {
                     let found = format!("a {declared} socket");
                     // Put it back: a later claim with the right kind may still want it.
                     self.inherited.insert(name.to_owned(), inh);
-                    return Err(Error::KindMismatch { name: name.to_owned(), wanted: kind, found });
+                    return Err(Error::KindMismatch {
+                        name: name.to_owned(),
+                        wanted: kind,
+                        found,
+                    });
                 }
                 if let Err(found) = check_kind(inh.fd.as_fd(), kind) {
                     self.inherited.insert(name.to_owned(), inh);
-                    return Err(Error::KindMismatch { name: name.to_owned(), wanted: kind, found });
+                    return Err(Error::KindMismatch {
+                        name: name.to_owned(),
+                        wanted: kind,
+                        found,
+                    });
                 }
-                crate::sys::set_cloexec(inh.fd.as_fd(), true).map_err(Error::io("setting FD_CLOEXEC"))?;
+                crate::sys::set_cloexec(inh.fd.as_fd(), true)
+                    .map_err(Error::io("setting FD_CLOEXEC"))?;
                 (inh.fd, Some(inh.origin))
             }
             None => (create()?, None),
         };
-        let keep = fd.try_clone().map_err(Error::io("duplicating a registered fd"))?;
+        let keep = fd
+            .try_clone()
+            .map_err(Error::io("duplicating a registered fd"))?;
         self.registered.push((name.to_owned(), kind, keep));
         Ok((fd, origin))
     }
 
     /// The fds to hand over, in order.
     pub(crate) fn registered(&self) -> impl Iterator<Item = (&str, FdKind, BorrowedFd<'_>)> {
-        self.registered.iter().map(|(n, k, fd)| (n.as_str(), *k, fd.as_fd()))
+        self.registered
+            .iter()
+            .map(|(n, k, fd)| (n.as_str(), *k, fd.as_fd()))
     }
 
     /// Closes this process's copies after the handover; the successor owns the sockets now.
@@ -115,14 +134,18 @@ impl Registry {
 /// describes what it really is, for error messages.
 pub(crate) fn check_kind(fd: BorrowedFd<'_>, kind: FdKind) -> Result<(), String> {
     if kind == FdKind::Fd {
-        return nix::sys::stat::fstat(fd).map(|_| ()).map_err(|e| format!("not an open fd ({e})"));
+        return nix::sys::stat::fstat(fd)
+            .map(|_| ())
+            .map_err(|e| format!("not an open fd ({e})"));
     }
     let sock = SockRef::from(&fd);
     let ty = sock.r#type().map_err(|e| match e.raw_os_error() {
         Some(libc::ENOTSOCK) => "not a socket".to_owned(),
         _ => format!("not usable ({e})"),
     })?;
-    let domain = sock.domain().map_err(|e| format!("a socket of unknown family ({e})"))?;
+    let domain = sock
+        .domain()
+        .map_err(|e| format!("a socket of unknown family ({e})"))?;
     let listening = sock.is_listener().unwrap_or(false);
     let (want_domain, want_type): (&[Domain], Type) = match kind {
         FdKind::Tcp => (&[Domain::IPV4, Domain::IPV6], Type::STREAM),
@@ -145,7 +168,10 @@ pub(crate) fn check_kind(fd: BorrowedFd<'_>, kind: FdKind) -> Result<(), String>
             Type::SEQPACKET => "seqpacket",
             _ => "other-type",
         };
-        format!("a {fam} {t} socket{}", if listening { " (listening)" } else { "" })
+        format!(
+            "a {fam} {t} socket{}",
+            if listening { " (listening)" } else { "" }
+        )
     };
     if !want_domain.contains(&domain) || ty != want_type {
         return Err(describe());
@@ -166,21 +192,38 @@ mod tests {
         let mut r = Registry::default();
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         r.inherit("web".into(), None, OwnedFd::from(l), Origin::Systemd);
-        let err = r.claim_or_create("web", FdKind::Udp, || unreachable!()).unwrap_err();
-        assert!(err.to_string().contains("IPv4 stream socket (listening)"), "{err}");
-        let (fd, origin) = r.claim_or_create("web", FdKind::Tcp, || unreachable!()).unwrap();
+        let err = r
+            .claim_or_create("web", FdKind::Udp, || unreachable!())
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("IPv4 stream socket (listening)"),
+            "{err}"
+        );
+        let (fd, origin) = r
+            .claim_or_create("web", FdKind::Tcp, || unreachable!())
+            .unwrap();
         assert_eq!(origin, Some(Origin::Systemd));
         assert!(check_kind(fd.as_fd(), FdKind::Tcp).is_ok());
         assert_eq!(r.registered().count(), 1);
-        assert!(matches!(r.claim_or_create("web", FdKind::Tcp, || unreachable!()), Err(Error::DuplicateName(_))));
+        assert!(matches!(
+            r.claim_or_create("web", FdKind::Tcp, || unreachable!()),
+            Err(Error::DuplicateName(_))
+        ));
     }
 
     #[test]
     fn unlistening_and_non_sockets_are_rejected() {
         let s = socket2::Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-        assert!(check_kind(s.as_fd(), FdKind::Tcp).unwrap_err().contains("not listening"));
+        assert!(
+            check_kind(s.as_fd(), FdKind::Tcp)
+                .unwrap_err()
+                .contains("not listening")
+        );
         let f = std::fs::File::open("/dev/null").unwrap();
-        assert_eq!(check_kind(f.as_fd(), FdKind::Tcp).unwrap_err(), "not a socket");
+        assert_eq!(
+            check_kind(f.as_fd(), FdKind::Tcp).unwrap_err(),
+            "not a socket"
+        );
         assert!(check_kind(f.as_fd(), FdKind::Fd).is_ok());
         let u = UdpSocket::bind("127.0.0.1:0").unwrap();
         assert!(check_kind(u.as_fd(), FdKind::Udp).is_ok());

@@ -91,6 +91,7 @@ impl Lifecycle {
     }
 
     /// Bumped on every phase change.
+    #[cfg(feature = "tokio")]
     pub(crate) fn events_fd(&self) -> BorrowedFd<'_> {
         self.events.as_fd()
     }
@@ -105,7 +106,10 @@ impl Lifecycle {
     /// Returns whether they all closed in time.
     pub(crate) fn stop_accepting(&self, wait: Duration) -> bool {
         crate::sys::eventfd_signal(self.stop_accepting.as_fd());
-        let slots: Vec<_> = lock(&self.slots).drain(..).filter_map(|w| w.upgrade()).collect();
+        let slots: Vec<_> = lock(&self.slots)
+            .drain(..)
+            .filter_map(|w| w.upgrade())
+            .collect();
         for s in &slots {
             s.close();
         }
@@ -117,7 +121,11 @@ impl Lifecycle {
             if left.is_zero() {
                 return false;
             }
-            open = self.open_changed.wait_timeout(open, left).unwrap_or_else(|e| e.into_inner()).0;
+            open = self
+                .open_changed
+                .wait_timeout(open, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
         true
     }

@@ -36,7 +36,10 @@ type Guard<'a, T> = RwLockReadGuard<'a, Option<(T, OpenGuard)>>;
 
 impl<T: AsFd + Send + Sync + 'static> Listener<T> {
     pub(crate) fn new(sock: T, life: &Arc<Lifecycle>) -> Listener<T> {
-        let slot = Arc::new(SyncSlot { inner: RwLock::new(Some((sock, OpenGuard::new(life)))), life: life.clone() });
+        let slot = Arc::new(SyncSlot {
+            inner: RwLock::new(Some((sock, OpenGuard::new(life)))),
+            life: life.clone(),
+        });
         let weak: std::sync::Weak<dyn Slot> = Arc::downgrade(&(slot.clone() as Arc<dyn Slot>));
         life.add_slot(weak);
         Listener { slot }
@@ -45,7 +48,9 @@ impl<T: AsFd + Send + Sync + 'static> Listener<T> {
     /// Waits until the socket is readable; `None` once accepting has stopped.
     fn wait(&self) -> io::Result<Option<Guard<'_, T>>> {
         let guard = self.slot.inner.read().unwrap_or_else(|e| e.into_inner());
-        let Some((sock, _)) = guard.as_ref() else { return Ok(None) };
+        let Some((sock, _)) = guard.as_ref() else {
+            return Ok(None);
+        };
         let fds: [BorrowedFd<'_>; 2] = [sock.as_fd(), self.slot.life.stop_fd()];
         let ready = crate::sys::poll_many(&fds, None)?;
         if ready[1] {
@@ -56,8 +61,12 @@ impl<T: AsFd + Send + Sync + 'static> Listener<T> {
 
     fn with_io<R>(&self, mut op: impl FnMut(&T) -> io::Result<R>) -> io::Result<Option<R>> {
         loop {
-            let Some(guard) = self.wait()? else { return Ok(None) };
-            let Some((sock, _)) = guard.as_ref() else { return Ok(None) };
+            let Some(guard) = self.wait()? else {
+                return Ok(None);
+            };
+            let Some((sock, _)) = guard.as_ref() else {
+                return Ok(None);
+            };
             match op(sock) {
                 Ok(r) => return Ok(Some(r)),
                 Err(e) if retry(&e) => continue,
@@ -68,7 +77,12 @@ impl<T: AsFd + Send + Sync + 'static> Listener<T> {
 
     /// Runs `f` on the socket, unless it was already closed by the handover.
     pub fn with<R>(&self, f: impl FnOnce(&T) -> R) -> Option<R> {
-        self.slot.inner.read().unwrap_or_else(|e| e.into_inner()).as_ref().map(|(s, _)| f(s))
+        self.slot
+            .inner
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|(s, _)| f(s))
     }
 
     /// Whether this process still holds the socket.
@@ -80,7 +94,10 @@ impl<T: AsFd + Send + Sync + 'static> Listener<T> {
 /// Errors after which the next accept can succeed (another process took the connection,
 /// or the client gave up before we got to it).
 fn retry(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted)
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+    )
 }
 
 impl Listener<TcpListener> {
@@ -91,7 +108,8 @@ impl Listener<TcpListener> {
 
     /// The bound address (useful after binding port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.with(|l| l.local_addr()).unwrap_or_else(|| Err(closed()))
+        self.with(|l| l.local_addr())
+            .unwrap_or_else(|| Err(closed()))
     }
 }
 
@@ -117,7 +135,8 @@ impl Listener<UdpSocket> {
 
     /// Sends a datagram while this process still holds the socket.
     pub fn send_to(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
-        self.with(|s| s.send_to(buf, to)).unwrap_or_else(|| Err(closed()))
+        self.with(|s| s.send_to(buf, to))
+            .unwrap_or_else(|| Err(closed()))
     }
 }
 
@@ -129,7 +148,10 @@ impl Listener<UnixDatagram> {
 }
 
 fn closed() -> io::Error {
-    io::Error::new(io::ErrorKind::NotConnected, "the socket was handed over to the next generation")
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "the socket was handed over to the next generation",
+    )
 }
 
 impl<T> std::fmt::Debug for Listener<T> {

@@ -130,7 +130,10 @@ pub fn validate_name(name: &str) -> Result<(), crate::Error> {
 impl Manifest {
     /// Serialises the manifest.
     pub fn encode(&self) -> String {
-        let mut s = format!("{MAGIC} {PROTOCOL_VERSION}\ngeneration {}\n", self.generation);
+        let mut s = format!(
+            "{MAGIC} {PROTOCOL_VERSION}\ngeneration {}\n",
+            self.generation
+        );
         for a in &self.draining {
             s.push_str(&format!("draining {} {}\n", a.pid, a.start_time));
         }
@@ -156,15 +159,24 @@ impl Manifest {
             .strip_prefix(MAGIC)
             .and_then(|v| v.strip_prefix(' '))
             .ok_or_else(|| ManifestError::NotAManifest(truncate(first)))?;
-        let version: u32 = version.parse().map_err(|_| ManifestError::NotAManifest(truncate(first)))?;
+        let version: u32 = version
+            .parse()
+            .map_err(|_| ManifestError::NotAManifest(truncate(first)))?;
         if version != PROTOCOL_VERSION {
-            return Err(ManifestError::Version { theirs: version, ours: PROTOCOL_VERSION });
+            return Err(ManifestError::Version {
+                theirs: version,
+                ours: PROTOCOL_VERSION,
+            });
         }
         let mut m = Manifest::default();
         let mut generation = None;
         let mut ended = false;
         for (no, line) in lines.by_ref() {
-            let bad = |why: &str| ManifestError::Line { line: no, text: truncate(line), why: why.to_owned() };
+            let bad = |why: &str| ManifestError::Line {
+                line: no,
+                text: truncate(line),
+                why: why.to_owned(),
+            };
             if line == "end" {
                 ended = true;
                 break;
@@ -172,19 +184,30 @@ impl Manifest {
             let mut words = line.split(' ');
             match words.next() {
                 Some("generation") if generation.is_none() => {
-                    let g = words.next().and_then(|w| w.parse::<u64>().ok()).filter(|g| *g >= 2);
+                    let g = words
+                        .next()
+                        .and_then(|w| w.parse::<u64>().ok())
+                        .filter(|g| *g >= 2);
                     generation = Some(g.ok_or_else(|| bad("generation must be a number >= 2"))?);
                 }
                 Some("draining") => {
-                    let pid = words.next().and_then(|w| w.parse::<i32>().ok()).filter(|p| *p > 1);
+                    let pid = words
+                        .next()
+                        .and_then(|w| w.parse::<i32>().ok())
+                        .filter(|p| *p > 1);
                     let st = words.next().and_then(|w| w.parse::<u64>().ok());
                     match (pid, st) {
-                        (Some(pid), Some(start_time)) => m.draining.push(Ancestor { pid, start_time }),
+                        (Some(pid), Some(start_time)) => {
+                            m.draining.push(Ancestor { pid, start_time })
+                        }
                         _ => return Err(bad("expected `draining PID START_TIME`")),
                     }
                 }
                 Some("fd") => {
-                    let fd = words.next().and_then(|w| w.parse::<RawFd>().ok()).filter(|fd| *fd >= 3);
+                    let fd = words
+                        .next()
+                        .and_then(|w| w.parse::<RawFd>().ok())
+                        .filter(|fd| *fd >= 3);
                     let kind = words.next().and_then(FdKind::parse);
                     let name = words.next();
                     match (fd, kind, name) {
@@ -196,14 +219,26 @@ impl Manifest {
                             if m.entries.len() >= MAX_ENTRIES {
                                 return Err(bad("too many fds"));
                             }
-                            m.entries.push(Entry { name: name.to_owned(), kind, fd });
+                            m.entries.push(Entry {
+                                name: name.to_owned(),
+                                kind,
+                                fd,
+                            });
                         }
-                        _ => return Err(bad("expected `fd NUMBER KIND NAME` with KIND one of tcp, unix, udp, unix-dgram, seqpacket, fd")),
+                        _ => {
+                            return Err(bad(
+                                "expected `fd NUMBER KIND NAME` with KIND one of tcp, unix, udp, unix-dgram, seqpacket, fd",
+                            ));
+                        }
                     }
                 }
                 Some("state") if m.state_len.is_none() => {
-                    let len = words.next().and_then(|w| w.parse::<usize>().ok()).filter(|l| *l <= MAX_STATE_LEN);
-                    m.state_len = Some(len.ok_or_else(|| bad("state length missing or too large"))?);
+                    let len = words
+                        .next()
+                        .and_then(|w| w.parse::<usize>().ok())
+                        .filter(|l| *l <= MAX_STATE_LEN);
+                    m.state_len =
+                        Some(len.ok_or_else(|| bad("state length missing or too large"))?);
                 }
                 _ => return Err(bad("unknown or repeated keyword")),
             }
@@ -237,10 +272,21 @@ mod tests {
     fn sample() -> Manifest {
         Manifest {
             generation: 4,
-            draining: vec![Ancestor { pid: 1200, start_time: 83417 }],
+            draining: vec![Ancestor {
+                pid: 1200,
+                start_time: 83417,
+            }],
             entries: vec![
-                Entry { name: "echo".into(), kind: FdKind::Tcp, fd: 3 },
-                Entry { name: "api.sock".into(), kind: FdKind::Unix, fd: 4 },
+                Entry {
+                    name: "echo".into(),
+                    kind: FdKind::Tcp,
+                    fd: 3,
+                },
+                Entry {
+                    name: "api.sock".into(),
+                    kind: FdKind::Unix,
+                    fd: 4,
+                },
             ],
             state_len: Some(17),
         }
@@ -261,19 +307,43 @@ mod tests {
             ("exuvia-handover 1\ngeneration 2\n", "truncated"),
             ("exuvia-handover 1\nend\n", "generation"),
             ("exuvia-handover 1\ngeneration 1\nend\n", "line 2"),
-            ("exuvia-handover 1\ngeneration 2\nfd 3 tcp a\nfd 3 udp b\nend\n", "duplicate"),
-            ("exuvia-handover 1\ngeneration 2\nfd 2 tcp a\nend\n", "line 3"),
-            ("exuvia-handover 1\ngeneration 2\nfd 3 sctp a\nend\n", "KIND"),
-            ("exuvia-handover 1\ngeneration 2\nfd 3 tcp a:b\nend\n", "invalid fd name"),
-            ("exuvia-handover 1\ngeneration 2\nfd 3 tcp a extra\nend\n", "trailing"),
-            ("exuvia-handover 1\ngeneration 2\nstate 999999999999\nend\n", "too large"),
+            (
+                "exuvia-handover 1\ngeneration 2\nfd 3 tcp a\nfd 3 udp b\nend\n",
+                "duplicate",
+            ),
+            (
+                "exuvia-handover 1\ngeneration 2\nfd 2 tcp a\nend\n",
+                "line 3",
+            ),
+            (
+                "exuvia-handover 1\ngeneration 2\nfd 3 sctp a\nend\n",
+                "KIND",
+            ),
+            (
+                "exuvia-handover 1\ngeneration 2\nfd 3 tcp a:b\nend\n",
+                "invalid fd name",
+            ),
+            (
+                "exuvia-handover 1\ngeneration 2\nfd 3 tcp a extra\nend\n",
+                "trailing",
+            ),
+            (
+                "exuvia-handover 1\ngeneration 2\nstate 999999999999\nend\n",
+                "too large",
+            ),
             ("exuvia-handover 1\ngeneration 2\nend\nmore\n", "after"),
-            ("exuvia-handover 1\ngeneration 2\ngeneration 3\nend\n", "repeated"),
+            (
+                "exuvia-handover 1\ngeneration 2\ngeneration 3\nend\n",
+                "repeated",
+            ),
             ("exuvia-handover 1\ngeneration 2\nbogus\nend\n", "unknown"),
         ];
         for (input, want) in cases {
             let err = Manifest::parse(input).expect_err(input).to_string();
-            assert!(err.contains(want), "{input:?}: error {err:?} should mention {want:?}");
+            assert!(
+                err.contains(want),
+                "{input:?}: error {err:?} should mention {want:?}"
+            );
         }
     }
 

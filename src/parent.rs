@@ -23,15 +23,24 @@ pub(crate) struct Predecessor {
 }
 
 /// Takes over from the process that started us, given `EXUVIA_HANDOVER`'s value.
-pub(crate) fn take_over(var: &OsStr, registry: &mut Registry) -> Result<Predecessor, HandoverError> {
+pub(crate) fn take_over(
+    var: &OsStr,
+    registry: &mut Registry,
+) -> Result<Predecessor, HandoverError> {
     let bad_env = || HandoverError::BadEnv(var.to_string_lossy().into_owned());
-    let fd: i32 = var.to_str().and_then(|s| s.parse().ok()).filter(|fd| *fd >= 3).ok_or_else(bad_env)?;
+    let fd: i32 = var
+        .to_str()
+        .and_then(|s| s.parse().ok())
+        .filter(|fd| *fd >= 3)
+        .ok_or_else(bad_env)?;
     if !sys::fd_is_open(fd) {
         return Err(bad_env());
     }
     // SAFETY: the fd is open and nothing else in this process knows its number.
     let borrowed = unsafe { sys::borrow_raw(fd) };
-    let is_seqpacket = socket2::SockRef::from(&borrowed).r#type().is_ok_and(|t| t == socket2::Type::SEQPACKET);
+    let is_seqpacket = socket2::SockRef::from(&borrowed)
+        .r#type()
+        .is_ok_and(|t| t == socket2::Type::SEQPACKET);
     if !is_seqpacket {
         return Err(bad_env());
     }
@@ -53,25 +62,38 @@ pub(crate) fn take_over(var: &OsStr, registry: &mut Registry) -> Result<Predeces
     }
 }
 
-fn read_manifest(channel: &Channel, registry: &mut Registry) -> Result<(Manifest, Option<Vec<u8>>), HandoverError> {
+fn read_manifest(
+    channel: &Channel,
+    registry: &mut Registry,
+) -> Result<(Manifest, Option<Vec<u8>>), HandoverError> {
     let msg = channel
         .recv(Some(MANIFEST_TIMEOUT))
         .map_err(HandoverError::Channel)?
         .ok_or(HandoverError::Closed)?;
-    let text = std::str::from_utf8(&msg).map_err(|_| crate::error::ManifestError::NotAManifest("(not UTF-8)".into()))?;
+    let text = std::str::from_utf8(&msg)
+        .map_err(|_| crate::error::ManifestError::NotAManifest("(not UTF-8)".into()))?;
     let manifest = Manifest::parse(text)?;
     let state = match manifest.state_len {
-        Some(len) => Some(channel.recv_blob(len, MANIFEST_TIMEOUT).map_err(HandoverError::Channel)?),
+        Some(len) => Some(
+            channel
+                .recv_blob(len, MANIFEST_TIMEOUT)
+                .map_err(HandoverError::Channel)?,
+        ),
         None => None,
     };
     for e in &manifest.entries {
-        let bad = |why: String| HandoverError::BadFd { fd: e.fd, name: e.name.clone(), why };
+        let bad = |why: String| HandoverError::BadFd {
+            fd: e.fd,
+            name: e.name.clone(),
+            why,
+        };
         if !sys::fd_is_open(e.fd) {
             return Err(bad("is not open".into()));
         }
         // SAFETY: open (checked), and the manifest hands this number to us alone.
         let fd = unsafe { sys::own_raw(e.fd) };
-        check_kind(fd.as_fd(), e.kind).map_err(|found| bad(format!("should be a {} socket but is {found}", e.kind)))?;
+        check_kind(fd.as_fd(), e.kind)
+            .map_err(|found| bad(format!("should be a {} socket but is {found}", e.kind)))?;
         sys::set_cloexec(fd.as_fd(), true).map_err(|err| bad(err.to_string()))?;
         registry.inherit(e.name.clone(), Some(e.kind), fd, Origin::Predecessor);
     }

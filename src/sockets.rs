@@ -17,9 +17,23 @@ const BACKLOG: i32 = 4096;
 /// The user's hook to set options before `bind`.
 pub type Configure<'a> = &'a mut dyn FnMut(&Socket) -> io::Result<()>;
 
-pub(crate) fn inet(name: &str, kind: FdKind, addr: SocketAddr, configure: Configure<'_>) -> Result<OwnedFd, Error> {
-    let err = |source| Error::Create { name: name.to_owned(), kind, addr: addr.to_string(), source };
-    let ty = if kind == FdKind::Tcp { Type::STREAM } else { Type::DGRAM };
+pub(crate) fn inet(
+    name: &str,
+    kind: FdKind,
+    addr: SocketAddr,
+    configure: Configure<'_>,
+) -> Result<OwnedFd, Error> {
+    let err = |source| Error::Create {
+        name: name.to_owned(),
+        kind,
+        addr: addr.to_string(),
+        source,
+    };
+    let ty = if kind == FdKind::Tcp {
+        Type::STREAM
+    } else {
+        Type::DGRAM
+    };
     let s = Socket::new(Domain::for_address(addr), ty.cloexec(), None).map_err(err)?;
     if kind == FdKind::Tcp {
         // Lets a cold restart rebind while old connections sit in TIME_WAIT.
@@ -33,8 +47,18 @@ pub(crate) fn inet(name: &str, kind: FdKind, addr: SocketAddr, configure: Config
     Ok(s.into())
 }
 
-pub(crate) fn unix(name: &str, kind: FdKind, path: &Path, configure: Configure<'_>) -> Result<OwnedFd, Error> {
-    let err = |source| Error::Create { name: name.to_owned(), kind, addr: path.display().to_string(), source };
+pub(crate) fn unix(
+    name: &str,
+    kind: FdKind,
+    path: &Path,
+    configure: Configure<'_>,
+) -> Result<OwnedFd, Error> {
+    let err = |source| Error::Create {
+        name: name.to_owned(),
+        kind,
+        addr: path.display().to_string(),
+        source,
+    };
     let ty = match kind {
         FdKind::Unix => Type::STREAM,
         FdKind::UnixDatagram => Type::DGRAM,
@@ -68,7 +92,9 @@ fn is_stale(path: &Path, ty: Type, addr: &SockAddr) -> bool {
     if !is_socket {
         return false;
     }
-    let Ok(probe) = Socket::new(Domain::UNIX, ty.cloexec(), None) else { return false };
+    let Ok(probe) = Socket::new(Domain::UNIX, ty.cloexec(), None) else {
+        return false;
+    };
     matches!(probe.connect(addr), Err(e) if e.kind() == io::ErrorKind::ConnectionRefused)
 }
 
@@ -90,7 +116,11 @@ mod tests {
         let file = dir.join("regular");
         std::fs::write(&file, b"x").unwrap();
         assert!(unix("a", FdKind::Unix, &file, &mut |_| Ok(())).is_err());
-        assert_eq!(std::fs::read(&file).unwrap(), b"x", "a regular file is never removed");
+        assert_eq!(
+            std::fs::read(&file).unwrap(),
+            b"x",
+            "a regular file is never removed"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

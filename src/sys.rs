@@ -13,7 +13,11 @@ use std::time::Duration;
 pub(crate) fn set_cloexec(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
     use nix::fcntl::{FcntlArg, FdFlag, fcntl};
     let flags = FdFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFD)?);
-    let flags = if on { flags | FdFlag::FD_CLOEXEC } else { flags - FdFlag::FD_CLOEXEC };
+    let flags = if on {
+        flags | FdFlag::FD_CLOEXEC
+    } else {
+        flags - FdFlag::FD_CLOEXEC
+    };
     fcntl(fd, FcntlArg::F_SETFD(flags))?;
     Ok(())
 }
@@ -67,9 +71,15 @@ pub(crate) fn poll_one(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Res
 }
 
 /// Waits until any of `fds` is readable or hung up; returns which ones are.
-pub(crate) fn poll_many(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
+pub(crate) fn poll_many(
+    fds: &[BorrowedFd<'_>],
+    timeout: Option<Duration>,
+) -> io::Result<Vec<bool>> {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-    let mut pfds: Vec<PollFd<'_>> = fds.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)).collect();
+    let mut pfds: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
+        .collect();
     let timeout = match timeout {
         None => PollTimeout::NONE,
         // Round up so a 0.4 ms remainder does not become a busy 0 ms poll.
@@ -83,7 +93,10 @@ pub(crate) fn poll_many(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(pfds.iter().map(|p| p.revents().is_some_and(|r| !r.is_empty())).collect())
+    Ok(pfds
+        .iter()
+        .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
+        .collect())
 }
 
 /// An eventfd used as a level-triggered flag ("accepting has stopped") or a wake-up counter.
@@ -107,32 +120,46 @@ pub(crate) fn eventfd_clear(fd: BorrowedFd<'_>) {
 
 /// Start time of `pid` in clock ticks since boot (field 22 of `/proc/PID/stat`): together
 /// with the pid it names a process uniquely, which lets a successor find draining
-/// ancestors it has no pidfd for.
-pub(crate) fn process_start_time(pid: i32) -> io::Result<u64> {
+/// ancestors it has no pidfd for. Also says whether the process has exited (a zombie).
+fn process_stat(pid: i32) -> io::Result<(u64, bool)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let malformed = || io::Error::new(io::ErrorKind::InvalidData, "malformed /proc stat");
     // The command name may contain spaces and parentheses; fields resume after the last ')'.
     let rest = stat
         .rfind(')')
         .map(|i| &stat[i + 1..])
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed /proc stat"))?;
-    rest.split_whitespace()
-        .nth(19)
+        .ok_or_else(malformed)?;
+    let mut fields = rest.split_whitespace();
+    let zombie = fields.next() == Some("Z");
+    let start = fields
+        .nth(18)
         .and_then(|s| s.parse().ok())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed /proc stat"))
+        .ok_or_else(malformed)?;
+    Ok((start, zombie))
 }
 
-/// Opens a pidfd for `pid` only if it is still the process that started at `start_time`.
+/// See [`process_stat`].
+pub(crate) fn process_start_time(pid: i32) -> io::Result<u64> {
+    process_stat(pid).map(|(start, _)| start)
+}
+
+/// Opens a pidfd for `pid` only if it is still running and is the process that started at
+/// `start_time` (an exited generation waiting to be reaped does not count).
 pub(crate) fn pidfd_for(pid: i32, start_time: u64) -> Option<OwnedFd> {
     let fd = pidfd_open(pid).ok()?;
     // Checked after opening: if the start time matches now, the pidfd pins that very process.
-    (process_start_time(pid).ok()? == start_time).then_some(fd)
+    let (start, zombie) = process_stat(pid).ok()?;
+    (start == start_time && !zombie).then_some(fd)
 }
 
 /// Kills a process group (the successor and anything it started), then the leader by pidfd.
 pub(crate) fn kill_successor(pid: i32, pidfd: BorrowedFd<'_>) {
     // The group id equals the successor's pid because it called setpgid(0, 0) before exec; a
     // group id is not reused while any member lives, so this cannot hit a stranger's group.
-    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
     let _ = pidfd_send_signal(pidfd, libc::SIGKILL);
 }
 
@@ -164,7 +191,12 @@ impl DoubleFork {
         // std's exec-error pipe working.
         // SAFETY: close_range is async-signal-safe and only changes descriptor flags.
         let ret = unsafe {
-            libc::syscall(libc::SYS_close_range, self.keep_below as u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC)
+            libc::syscall(
+                libc::SYS_close_range,
+                self.keep_below as u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            )
         };
         if ret < 0 {
             return Err(io::Error::last_os_error());
@@ -197,7 +229,10 @@ impl DoubleFork {
 /// Async-signal-safe; `channel` must be a socket.
 unsafe fn send_pid_report(channel: RawFd, pid: libc::pid_t, pidfd: RawFd) {
     let bytes = pid.to_ne_bytes();
-    let mut iov = libc::iovec { iov_base: bytes.as_ptr() as *mut libc::c_void, iov_len: bytes.len() };
+    let mut iov = libc::iovec {
+        iov_base: bytes.as_ptr() as *mut libc::c_void,
+        iov_len: bytes.len(),
+    };
     // u64 storage keeps the control buffer aligned for cmsghdr.
     let mut cbuf = [0u64; 8];
     // SAFETY: zeroed msghdr is a valid "empty" header that we fill below.
@@ -226,7 +261,12 @@ pub(crate) fn recv_pid_report(channel: BorrowedFd<'_>) -> io::Result<(i32, Optio
     let mut buf = [0u8; 4];
     let mut cmsg = nix::cmsg_space!([RawFd; 1]);
     let mut iov = [io::IoSliceMut::new(&mut buf)];
-    let msg = recvmsg::<()>(channel.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC)?;
+    let msg = recvmsg::<()>(
+        channel.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
     let mut pidfd = None;
     for c in msg.cmsgs()? {
         if let ControlMessageOwned::ScmRights(fds) = c {
@@ -238,7 +278,10 @@ pub(crate) fn recv_pid_report(channel: BorrowedFd<'_>) -> io::Result<(i32, Optio
         }
     }
     if msg.bytes != 4 {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "malformed spawn report from the intermediate process"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "malformed spawn report from the intermediate process",
+        ));
     }
     Ok((i32::from_ne_bytes(buf), pidfd))
 }
@@ -277,7 +320,11 @@ pub(crate) mod signals {
             // SAFETY: `old` was a write end leaked by an earlier install; nothing else uses it now.
             drop(unsafe { OwnedFd::from_raw_fd(old) });
         }
-        let action = SigAction::new(SigHandler::Handler(on_signal), SaFlags::SA_RESTART, SigSet::empty());
+        let action = SigAction::new(
+            SigHandler::Handler(on_signal),
+            SaFlags::SA_RESTART,
+            SigSet::empty(),
+        );
         for &s in sigs {
             let sig = Signal::try_from(s)?;
             // SAFETY: the handler only performs async-signal-safe work.

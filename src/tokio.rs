@@ -53,13 +53,25 @@ impl Exuvia {
     pub fn start(builder: Builder) -> Result<Exuvia, Error> {
         let core = Arc::new(builder.start()?);
         let (tx, rx) = watch::channel(core.phase());
-        let events = core.lifecycle().events_fd().try_clone_to_owned().map_err(Error::io("duplicating eventfd"))?;
+        let events = core
+            .lifecycle()
+            .events_fd()
+            .try_clone_to_owned()
+            .map_err(Error::io("duplicating eventfd"))?;
         // SAFETY: the AsyncFd owns this OwnedFd, so the fd stays open and unchanged while registered.
-        let events = unsafe { AsyncFd::register_with_interest(events, ::tokio::io::Interest::READABLE) }
-            .map_err(|e| Error::Io { context: "registering eventfd with tokio", source: e.into() })?;
+        let events =
+            unsafe { AsyncFd::register_with_interest(events, ::tokio::io::Interest::READABLE) }
+                .map_err(|e| Error::Io {
+                    context: "registering eventfd with tokio",
+                    source: e.into(),
+                })?;
         let watched = core.clone();
         ::tokio::spawn(async move { forward_phases(events, watched, tx).await });
-        Ok(Exuvia { core, phase: rx, connections: Connections::default() })
+        Ok(Exuvia {
+            core,
+            phase: rx,
+            connections: Connections::default(),
+        })
     }
 
     /// The runtime-free handle (generation, state blob, sync API).
@@ -90,7 +102,9 @@ impl Exuvia {
     /// Upgrades now and waits for the outcome.
     pub async fn upgrade(&self) -> Result<Upgraded, UpgradeError> {
         let core = self.core.clone();
-        ::tokio::task::spawn_blocking(move || core.upgrade()).await.map_err(|_| UpgradeError::ShutDown)?
+        ::tokio::task::spawn_blocking(move || core.upgrade())
+            .await
+            .map_err(|_| UpgradeError::ShutDown)?
     }
 
     /// Resolves when an upgrade starts (by signal, API or control socket).
@@ -102,7 +116,11 @@ impl Exuvia {
     /// Resolves when this generation starts draining, with the reason.
     pub async fn shutdown(&self) -> DrainReason {
         let mut rx = self.phase.clone();
-        match rx.wait_for(|p| matches!(p, Phase::Draining(_))).await.map(|p| *p) {
+        match rx
+            .wait_for(|p| matches!(p, Phase::Draining(_)))
+            .await
+            .map(|p| *p)
+        {
             Ok(Phase::Draining(r)) => r,
             _ => DrainReason::Stopped,
         }
@@ -114,7 +132,11 @@ impl Exuvia {
     }
 
     /// A TCP listener by name (see [`crate::Exuvia::listen_tcp`]).
-    pub fn listen_tcp(&self, name: &str, addr: impl ToSocketAddrs) -> Result<Listener<::tokio::net::TcpListener>, Error> {
+    pub fn listen_tcp(
+        &self,
+        name: &str,
+        addr: impl ToSocketAddrs,
+    ) -> Result<Listener<::tokio::net::TcpListener>, Error> {
         self.listen_tcp_with(name, addr, |_| Ok(()))
     }
 
@@ -125,27 +147,42 @@ impl Exuvia {
         addr: impl ToSocketAddrs,
         mut configure: impl FnMut(&socket2::Socket) -> io::Result<()>,
     ) -> Result<Listener<::tokio::net::TcpListener>, Error> {
-        let fd = self.core.claim_inet(name, FdKind::Tcp, addr, &mut configure)?;
+        let fd = self
+            .core
+            .claim_inet(name, FdKind::Tcp, addr, &mut configure)?;
         let std = std::net::TcpListener::from(nonblocking(fd)?);
-        let l = ::tokio::net::TcpListener::from_std(std).map_err(Error::io("registering a listener with tokio"))?;
+        let l = ::tokio::net::TcpListener::from_std(std)
+            .map_err(Error::io("registering a listener with tokio"))?;
         Ok(Listener::new(l, self.core.lifecycle()))
     }
 
     /// A Unix stream listener by name (see [`crate::Exuvia::listen_unix`]).
-    pub fn listen_unix(&self, name: &str, path: impl AsRef<Path>) -> Result<Listener<::tokio::net::UnixListener>, Error> {
+    pub fn listen_unix(
+        &self,
+        name: &str,
+        path: impl AsRef<Path>,
+    ) -> Result<Listener<::tokio::net::UnixListener>, Error> {
         let fd = self.core.claim(name, FdKind::Unix, || {
             crate::sockets::unix(name, FdKind::Unix, path.as_ref(), &mut |_| Ok(()))
         })?;
         let std = std::os::unix::net::UnixListener::from(nonblocking(fd)?);
-        let l = ::tokio::net::UnixListener::from_std(std).map_err(Error::io("registering a listener with tokio"))?;
+        let l = ::tokio::net::UnixListener::from_std(std)
+            .map_err(Error::io("registering a listener with tokio"))?;
         Ok(Listener::new(l, self.core.lifecycle()))
     }
 
     /// A UDP socket by name.
-    pub fn bind_udp(&self, name: &str, addr: impl ToSocketAddrs) -> Result<Listener<::tokio::net::UdpSocket>, Error> {
-        let fd = self.core.claim_inet(name, FdKind::Udp, addr, &mut |_| Ok(()))?;
+    pub fn bind_udp(
+        &self,
+        name: &str,
+        addr: impl ToSocketAddrs,
+    ) -> Result<Listener<::tokio::net::UdpSocket>, Error> {
+        let fd = self
+            .core
+            .claim_inet(name, FdKind::Udp, addr, &mut |_| Ok(()))?;
         let std = std::net::UdpSocket::from(nonblocking(fd)?);
-        let s = ::tokio::net::UdpSocket::from_std(std).map_err(Error::io("registering a socket with tokio"))?;
+        let s = ::tokio::net::UdpSocket::from_std(std)
+            .map_err(Error::io("registering a socket with tokio"))?;
         Ok(Listener::new(s, self.core.lifecycle()))
     }
 
@@ -159,10 +196,16 @@ impl Exuvia {
     }
 }
 
-async fn forward_phases(events: AsyncFd<OwnedFd>, core: Arc<crate::Exuvia>, tx: watch::Sender<Phase>) {
+async fn forward_phases(
+    events: AsyncFd<OwnedFd>,
+    core: Arc<crate::Exuvia>,
+    tx: watch::Sender<Phase>,
+) {
     loop {
         tx.send_replace(core.phase());
-        let Ok(mut guard) = events.readable().await else { return };
+        let Ok(mut guard) = events.readable().await else {
+            return;
+        };
         crate::sys::eventfd_clear(events.get_ref().as_fd());
         guard.clear_ready();
         if tx.is_closed() {
@@ -172,7 +215,9 @@ async fn forward_phases(events: AsyncFd<OwnedFd>, core: Arc<crate::Exuvia>, tx: 
 }
 
 fn nonblocking(fd: OwnedFd) -> Result<OwnedFd, Error> {
-    socket2::SockRef::from(&fd).set_nonblocking(true).map_err(Error::io("setting O_NONBLOCK"))?;
+    socket2::SockRef::from(&fd)
+        .set_nonblocking(true)
+        .map_err(Error::io("setting O_NONBLOCK"))?;
     Ok(fd)
 }
 
@@ -213,22 +258,50 @@ impl Connections {
     async fn drain(&self, reason: DrainReason, soft: Duration, hard: Duration) -> DrainReport {
         let start = Instant::now();
         let open_at_start = self.tracker.len();
-        tracing::info!(phase = "drain", connections = open_at_start, "draining connections");
+        tracing::info!(
+            phase = "drain",
+            connections = open_at_start,
+            "draining connections"
+        );
         self.tracker.close();
         let mut cut = 0;
-        if ::tokio::time::timeout(soft, self.tracker.wait()).await.is_err() {
+        if ::tokio::time::timeout(soft, self.tracker.wait())
+            .await
+            .is_err()
+        {
             self.finish.cancel();
-            tracing::info!(phase = "drain", connections = self.tracker.len(), "soft deadline: asking connections to finish");
-            if ::tokio::time::timeout(hard.saturating_sub(soft), self.tracker.wait()).await.is_err() {
+            tracing::info!(
+                phase = "drain",
+                connections = self.tracker.len(),
+                "soft deadline: asking connections to finish"
+            );
+            if ::tokio::time::timeout(hard.saturating_sub(soft), self.tracker.wait())
+                .await
+                .is_err()
+            {
                 cut = self.tracker.len();
                 self.cut.cancel();
-                tracing::warn!(phase = "drain", cut, "hard deadline: cut remaining connections");
+                tracing::warn!(
+                    phase = "drain",
+                    cut,
+                    "hard deadline: cut remaining connections"
+                );
                 let _ = ::tokio::time::timeout(Duration::from_secs(1), self.tracker.wait()).await;
             }
         }
         self.finish.cancel();
-        let report = DrainReport { reason, open_at_start, cut, elapsed: start.elapsed() };
-        tracing::info!(phase = "exit", elapsed_ms = report.elapsed.as_millis() as u64, cut, "drain finished");
+        let report = DrainReport {
+            reason,
+            open_at_start,
+            cut,
+            elapsed: start.elapsed(),
+        };
+        tracing::info!(
+            phase = "exit",
+            elapsed_ms = report.elapsed.as_millis() as u64,
+            cut,
+            "drain finished"
+        );
         report
     }
 }
@@ -264,7 +337,11 @@ impl<T: Send + Sync + 'static> Listener<T> {
     }
 
     fn current(&self) -> Option<Arc<(T, OpenGuard)>> {
-        self.slot.inner.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.slot
+            .inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     async fn run<R, Fut>(&self, op: impl Fn(Arc<(T, OpenGuard)>) -> Fut) -> io::Result<Option<R>>
@@ -272,7 +349,9 @@ impl<T: Send + Sync + 'static> Listener<T> {
         Fut: Future<Output = io::Result<R>>,
     {
         loop {
-            let Some(sock) = self.current() else { return Ok(None) };
+            let Some(sock) = self.current() else {
+                return Ok(None);
+            };
             ::tokio::select! {
                 biased;
                 _ = self.slot.stop.cancelled() => return Ok(None),
@@ -299,27 +378,30 @@ impl Listener<::tokio::net::TcpListener> {
 
     /// The bound address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.current().map(|l| l.0.local_addr()).unwrap_or_else(|| Err(io::ErrorKind::NotConnected.into()))
+        self.current()
+            .map(|l| l.0.local_addr())
+            .unwrap_or_else(|| Err(io::ErrorKind::NotConnected.into()))
     }
 }
 
 impl Listener<::tokio::net::UnixListener> {
     /// Accepts a connection; `Ok(None)` once this generation has stopped accepting.
     pub async fn accept(&self) -> io::Result<Option<::tokio::net::UnixStream>> {
-        self.run(|l| async move { l.0.accept().await.map(|(s, _)| s) }).await
+        self.run(|l| async move { l.0.accept().await.map(|(s, _)| s) })
+            .await
     }
 }
 
 impl Listener<::tokio::net::UdpSocket> {
     /// Receives a datagram; `Ok(None)` once the successor has taken the socket over.
     pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<Option<(usize, SocketAddr)>> {
-        loop {
-            let Some(sock) = self.current() else { return Ok(None) };
-            ::tokio::select! {
-                biased;
-                _ = self.slot.stop.cancelled() => return Ok(None),
-                r = sock.0.recv_from(buf) => return r.map(Some),
-            }
+        let Some(sock) = self.current() else {
+            return Ok(None);
+        };
+        ::tokio::select! {
+            biased;
+            _ = self.slot.stop.cancelled() => Ok(None),
+            r = sock.0.recv_from(buf) => r.map(Some),
         }
     }
 

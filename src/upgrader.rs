@@ -13,8 +13,8 @@ use socket2::Socket;
 
 use crate::config::Config;
 use crate::control::{CONTROL_NAME, Waiter};
-use crate::driver::{Driver, Request, Shared, Upgraded};
 use crate::drain::{DrainReport, Tracker};
+use crate::driver::{Driver, Request, Shared, Upgraded};
 use crate::env::StartEnv;
 use crate::error::{Error, UpgradeError};
 use crate::fds::{Origin, Registry};
@@ -30,7 +30,6 @@ use crate::sockets;
 #[derive(Clone, Debug, Default)]
 pub struct Builder {
     cfg: Config,
-    env: Option<StartEnv>,
 }
 
 impl Builder {
@@ -97,17 +96,11 @@ impl Builder {
         self
     }
 
-    #[cfg(test)]
-    pub(crate) fn with_env(mut self, env: StartEnv) -> Self {
-        self.env = Some(env);
-        self
-    }
-
     /// Reads the environment, takes over from a predecessor if there is one, installs the
     /// signal handlers and starts the control thread. Call it early, before other threads.
     pub fn start(self) -> Result<Exuvia, Error> {
         let mut cfg = self.cfg;
-        cfg.start = self.env.unwrap_or_else(StartEnv::capture);
+        cfg.start = StartEnv::capture();
         let life = Lifecycle::new().map_err(Error::io("creating eventfds"))?;
         let mut registry = Registry::default();
         let (generation, draining, parent, state) = match cfg.start.handover.clone() {
@@ -123,7 +116,8 @@ impl Builder {
         };
         let mut sigs: Vec<i32> = cfg.stop_signals.clone();
         sigs.extend(cfg.upgrade_signal);
-        let signals = crate::sys::signals::install(&sigs).map_err(Error::io("installing signal handlers"))?;
+        let signals =
+            crate::sys::signals::install(&sigs).map_err(Error::io("installing signal handlers"))?;
         let notifier = notifier(&cfg);
         let control = match &cfg.control_socket {
             Some(path) => {
@@ -131,12 +125,17 @@ impl Builder {
                     sockets::unix(CONTROL_NAME, FdKind::Unix, path, &mut |_| Ok(()))
                 })?;
                 let l = UnixListener::from(fd);
-                l.set_nonblocking(true).map_err(Error::io("configuring the control socket"))?;
+                l.set_nonblocking(true)
+                    .map_err(Error::io("configuring the control socket"))?;
                 Some(l)
             }
             None => None,
         };
-        let shared = Arc::new(Shared { life, registry: Mutex::new(registry), next_state: Mutex::new(None) });
+        let shared = Arc::new(Shared {
+            life,
+            registry: Mutex::new(registry),
+            next_state: Mutex::new(None),
+        });
         let (tx, rx) = mpsc::channel();
         let wake = Arc::new(crate::sys::eventfd().map_err(Error::io("creating eventfd"))?);
         let cfg = Arc::new(cfg);
@@ -158,7 +157,15 @@ impl Builder {
             .spawn(move || driver.run())
             .map_err(Error::io("starting the control thread"))?;
         tracing::info!(generation, pid = std::process::id(), "exuvia started");
-        Ok(Exuvia { cfg, shared, tx, wake, generation, state, tracker: Tracker::default() })
+        Ok(Exuvia {
+            cfg,
+            shared,
+            tx,
+            wake,
+            generation,
+            state,
+            tracker: Tracker::default(),
+        })
     }
 }
 
@@ -175,7 +182,10 @@ fn take_activated(env: &StartEnv, registry: &mut Registry) -> Result<(), Error> 
     #[cfg(feature = "systemd")]
     for (name, fd) in crate::systemd::activation::receive(env)? {
         if !registry.inherit(name.clone(), None, fd, Origin::Systemd) {
-            tracing::warn!(name, "systemd passed several fds with the same name; only the first is used");
+            tracing::warn!(
+                name,
+                "systemd passed several fds with the same name; only the first is used"
+            );
         }
     }
     #[cfg(not(feature = "systemd"))]
@@ -212,7 +222,11 @@ impl Exuvia {
 
     /// An opaque blob for the next generation (sent with the manifest).
     pub fn set_state(&self, blob: Vec<u8>) {
-        *self.shared.next_state.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(blob));
+        *self
+            .shared
+            .next_state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(blob));
     }
 
     /// The current phase.
@@ -224,6 +238,7 @@ impl Exuvia {
         &self.shared.life
     }
 
+    #[cfg(feature = "tokio")]
     pub(crate) fn drain_deadlines(&self) -> (Duration, Duration) {
         (self.cfg.drain_soft, self.cfg.drain_hard)
     }
@@ -236,7 +251,11 @@ impl Exuvia {
         kind: FdKind,
         create: impl FnOnce() -> Result<OwnedFd, Error>,
     ) -> Result<OwnedFd, Error> {
-        let mut reg = self.shared.registry.lock().unwrap_or_else(|e| e.into_inner());
+        let mut reg = self
+            .shared
+            .registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let (fd, origin) = reg.claim_or_create(name, kind, create)?;
         match origin {
             Some(o) => tracing::info!(name, %kind, from = ?o, "inherited"),
@@ -253,11 +272,22 @@ impl Exuvia {
         configure: sockets::Configure<'_>,
     ) -> Result<OwnedFd, Error> {
         let resolve = |a: &dyn Fn() -> io::Result<Option<SocketAddr>>| {
-            a().and_then(|o| o.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "address resolves to nothing")))
+            a().and_then(|o| {
+                o.ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::InvalidInput, "address resolves to nothing")
+                })
+            })
         };
         let fd = self.claim(name, kind, || {
-            let addr = resolve(&|| addr.to_socket_addrs().map(|mut i| i.next()))
-                .map_err(|source| Error::Create { name: name.to_owned(), kind, addr: "(unresolvable)".into(), source })?;
+            let addr =
+                resolve(&|| addr.to_socket_addrs().map(|mut i| i.next())).map_err(|source| {
+                    Error::Create {
+                        name: name.to_owned(),
+                        kind,
+                        addr: "(unresolvable)".into(),
+                        source,
+                    }
+                })?;
             sockets::inet(name, kind, addr, configure)
         })?;
         Ok(fd)
@@ -265,7 +295,11 @@ impl Exuvia {
 
     /// A TCP listener named `name`: inherited if the previous generation (or systemd) has
     /// one by that name, else bound to `addr`. A port 0 keeps the port it first got.
-    pub fn listen_tcp(&self, name: &str, addr: impl ToSocketAddrs) -> Result<Listener<TcpListener>, Error> {
+    pub fn listen_tcp(
+        &self,
+        name: &str,
+        addr: impl ToSocketAddrs,
+    ) -> Result<Listener<TcpListener>, Error> {
         self.listen_tcp_with(name, addr, |_| Ok(()))
     }
 
@@ -278,42 +312,79 @@ impl Exuvia {
         mut configure: impl FnMut(&Socket) -> io::Result<()>,
     ) -> Result<Listener<TcpListener>, Error> {
         let fd = self.claim_inet(name, FdKind::Tcp, addr, &mut configure)?;
-        Ok(Listener::new(nonblocking(TcpListener::from(fd))?, self.lifecycle()))
+        Ok(Listener::new(
+            nonblocking(TcpListener::from(fd))?,
+            self.lifecycle(),
+        ))
     }
 
     /// A Unix stream listener at `path` (a stale socket file nobody listens on is replaced).
-    pub fn listen_unix(&self, name: &str, path: impl AsRef<Path>) -> Result<Listener<UnixListener>, Error> {
-        let fd = self.claim(name, FdKind::Unix, || sockets::unix(name, FdKind::Unix, path.as_ref(), &mut |_| Ok(())))?;
-        Ok(Listener::new(nonblocking(UnixListener::from(fd))?, self.lifecycle()))
+    pub fn listen_unix(
+        &self,
+        name: &str,
+        path: impl AsRef<Path>,
+    ) -> Result<Listener<UnixListener>, Error> {
+        let fd = self.claim(name, FdKind::Unix, || {
+            sockets::unix(name, FdKind::Unix, path.as_ref(), &mut |_| Ok(()))
+        })?;
+        Ok(Listener::new(
+            nonblocking(UnixListener::from(fd))?,
+            self.lifecycle(),
+        ))
     }
 
     /// A Unix seqpacket listener at `path`.
-    pub fn listen_unix_seqpacket(&self, name: &str, path: impl AsRef<Path>) -> Result<Listener<Socket>, Error> {
+    pub fn listen_unix_seqpacket(
+        &self,
+        name: &str,
+        path: impl AsRef<Path>,
+    ) -> Result<Listener<Socket>, Error> {
         let fd = self.claim(name, FdKind::UnixSeqpacket, || {
             sockets::unix(name, FdKind::UnixSeqpacket, path.as_ref(), &mut |_| Ok(()))
         })?;
         let s = Socket::from(fd);
-        s.set_nonblocking(true).map_err(Error::io("setting O_NONBLOCK"))?;
+        s.set_nonblocking(true)
+            .map_err(Error::io("setting O_NONBLOCK"))?;
         Ok(Listener::new(s, self.lifecycle()))
     }
 
     /// A UDP socket named `name`.
-    pub fn bind_udp(&self, name: &str, addr: impl ToSocketAddrs) -> Result<Listener<UdpSocket>, Error> {
+    pub fn bind_udp(
+        &self,
+        name: &str,
+        addr: impl ToSocketAddrs,
+    ) -> Result<Listener<UdpSocket>, Error> {
         let fd = self.claim_inet(name, FdKind::Udp, addr, &mut |_| Ok(()))?;
-        Ok(Listener::new(nonblocking(UdpSocket::from(fd))?, self.lifecycle()))
+        Ok(Listener::new(
+            nonblocking(UdpSocket::from(fd))?,
+            self.lifecycle(),
+        ))
     }
 
     /// A Unix datagram socket bound at `path`.
-    pub fn bind_unix_datagram(&self, name: &str, path: impl AsRef<Path>) -> Result<Listener<UnixDatagram>, Error> {
+    pub fn bind_unix_datagram(
+        &self,
+        name: &str,
+        path: impl AsRef<Path>,
+    ) -> Result<Listener<UnixDatagram>, Error> {
         let fd = self.claim(name, FdKind::UnixDatagram, || {
             sockets::unix(name, FdKind::UnixDatagram, path.as_ref(), &mut |_| Ok(()))
         })?;
-        Ok(Listener::new(nonblocking(UnixDatagram::from(fd))?, self.lifecycle()))
+        Ok(Listener::new(
+            nonblocking(UnixDatagram::from(fd))?,
+            self.lifecycle(),
+        ))
     }
 
     /// Any other fd the successor should get (a memfd, a pipe, an eventfd…).
-    pub fn register_fd(&self, name: &str, create: impl FnOnce() -> io::Result<OwnedFd>) -> Result<OwnedFd, Error> {
-        self.claim(name, FdKind::Fd, || create().map_err(Error::io("creating a registered fd")))
+    pub fn register_fd(
+        &self,
+        name: &str,
+        create: impl FnOnce() -> io::Result<OwnedFd>,
+    ) -> Result<OwnedFd, Error> {
+        self.claim(name, FdKind::Fd, || {
+            create().map_err(Error::io("creating a registered fd"))
+        })
     }
 
     /// Initialisation is done. A successor tells the old process, which then hands over;
@@ -328,7 +399,8 @@ impl Exuvia {
     /// Upgrades now and waits for the outcome. The old process keeps serving if it fails.
     pub fn upgrade(&self) -> Result<Upgraded, UpgradeError> {
         let (tx, rx) = mpsc::channel();
-        self.request(Request::Upgrade(Waiter::Api(tx))).map_err(|_| UpgradeError::ShutDown)?;
+        self.request(Request::Upgrade(Waiter::Api(tx)))
+            .map_err(|_| UpgradeError::ShutDown)?;
         rx.recv().map_err(|_| UpgradeError::ShutDown)?
     }
 
@@ -352,7 +424,8 @@ impl Exuvia {
     /// tracked connections with the soft and hard deadlines. Return from `main` afterwards.
     pub fn drain(&self) -> DrainReport {
         let reason = self.shared.life.wait_draining();
-        self.tracker.drain(reason, self.cfg.drain_soft, self.cfg.drain_hard)
+        self.tracker
+            .drain(reason, self.cfg.drain_soft, self.cfg.drain_hard)
     }
 }
 
@@ -364,13 +437,18 @@ impl Drop for Exuvia {
 
 impl std::fmt::Debug for Exuvia {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Exuvia").field("generation", &self.generation).field("phase", &self.phase()).finish()
+        f.debug_struct("Exuvia")
+            .field("generation", &self.generation)
+            .field("phase", &self.phase())
+            .finish()
     }
 }
 
 fn nonblocking<T: AsFd>(t: T) -> Result<T, Error> {
     // Exuvia's sockets are always non-blocking: the flag lives on the open file description
     // shared with the other generation, so both must agree, and both poll before accepting.
-    socket2::SockRef::from(&t).set_nonblocking(true).map_err(Error::io("setting O_NONBLOCK"))?;
+    socket2::SockRef::from(&t)
+        .set_nonblocking(true)
+        .map_err(Error::io("setting O_NONBLOCK"))?;
     Ok(t)
 }

@@ -15,6 +15,8 @@ pub struct Args {
     pub max_draining: usize,
     /// Test hook: if this file exists when a successor starts, it fails as the file says.
     pub fail_file: Option<PathBuf>,
+    /// Keep listeners in systemd's fd store (`FileDescriptorStoreMax=` in the unit).
+    pub fd_store: bool,
 }
 
 /// Test hook (`--dump-fds PATH`): appends `PID: fd:target …` for every open fd, before the
@@ -30,7 +32,13 @@ fn dump_fds(path: &str) -> Result<(), String> {
         .filter_map(|e| e.ok())
         .filter_map(|e| {
             let n = e.file_name().to_string_lossy().parse().ok()?;
-            Some((n, std::fs::read_link(e.path()).ok()?.to_string_lossy().into_owned()))
+            Some((
+                n,
+                std::fs::read_link(e.path())
+                    .ok()?
+                    .to_string_lossy()
+                    .into_owned(),
+            ))
         })
         .filter(|(_, target)| *target != own)
         .collect();
@@ -38,7 +46,11 @@ fn dump_fds(path: &str) -> Result<(), String> {
     for (n, target) in fds {
         line.push_str(&format!(" {n}={target}"));
     }
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| e.to_string())?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| e.to_string())?;
     writeln!(f, "{line}").map_err(|e| e.to_string())
 }
 
@@ -51,11 +63,16 @@ pub fn parse_args(default_listen: &str) -> Result<Args, String> {
         drain_hard: Duration::from_secs(30),
         max_draining: 4,
         fail_file: None,
+        fd_store: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-        let secs = |v: String| v.parse::<f64>().map(Duration::from_secs_f64).map_err(|_| format!("{flag}: not a number of seconds: {v}"));
+        let secs = |v: String| {
+            v.parse::<f64>()
+                .map(Duration::from_secs_f64)
+                .map_err(|_| format!("{flag}: not a number of seconds: {v}"))
+        };
         match flag.as_str() {
             "--listen" => a.listen = value()?,
             "--pid-file" => a.pid_file = Some(value()?.into()),
@@ -65,8 +82,9 @@ pub fn parse_args(default_listen: &str) -> Result<Args, String> {
             "--max-draining" => a.max_draining = value()?.parse().map_err(|_| "--max-draining: not a number".to_string())?,
             "--fail-file" => a.fail_file = Some(value()?.into()),
             "--dump-fds" => dump_fds(&value()?)?,
+            "--fd-store" => a.fd_store = true,
             "-h" | "--help" => {
-                return Err("flags: --listen ADDR --pid-file PATH --control PATH --ready-timeout SECS --drain-hard SECS --max-draining N --fail-file PATH --dump-fds PATH".into())
+                return Err("flags: --listen ADDR --pid-file PATH --control PATH --ready-timeout SECS --drain-hard SECS --max-draining N --fail-file PATH --dump-fds PATH --fd-store".into())
             }
             other => return Err(format!("unknown flag {other} (try --help)")),
         }
@@ -79,7 +97,8 @@ impl Args {
         let mut b = exuvia::Exuvia::builder()
             .ready_timeout(self.ready_timeout)
             .drain(Duration::ZERO, self.drain_hard)
-            .max_draining(self.max_draining);
+            .max_draining(self.max_draining)
+            .fd_store(self.fd_store);
         if let Some(p) = &self.pid_file {
             b = b.pid_file(p);
         }
@@ -91,8 +110,12 @@ impl Args {
 }
 
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 /// Test hook: a successor whose init fails the way `fail_file` says (`exit`, `panic`,
@@ -102,12 +125,21 @@ pub fn maybe_fail(args: &Args, generation: u64) {
     if generation < 2 {
         return;
     }
-    let Ok(how) = std::fs::read_to_string(path) else { return };
+    let Ok(how) = std::fs::read_to_string(path) else {
+        return;
+    };
     match how.trim() {
         "exit" => std::process::exit(1),
         "panic" => panic!("simulated failure during initialisation"),
         "segv" => {
-            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSEGV);
+            use nix::sys::signal::{
+                SaFlags, SigAction, SigHandler, SigSet, Signal, raise, sigaction,
+            };
+            // Rust's runtime catches SIGSEGV (stack-overflow detection); die like a real crash.
+            let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+            // SAFETY: restoring the default disposition installs no handler code.
+            let _ = unsafe { sigaction(Signal::SIGSEGV, &dfl) };
+            let _ = raise(Signal::SIGSEGV);
         }
         "hang" => std::thread::sleep(Duration::from_secs(3600)),
         _ => {}

@@ -5,11 +5,16 @@ use clap::{Parser, Subcommand};
 
 mod lint;
 mod load;
+mod reload;
 mod unit;
 mod verify;
 
 #[derive(Parser)]
-#[command(name = "exuvia", version, about = "Zero-downtime upgrades for systemd services")]
+#[command(
+    name = "exuvia",
+    version,
+    about = "Zero-downtime upgrades for systemd services"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -19,6 +24,8 @@ struct Cli {
 enum Command {
     /// Drive load against a listener and report every failed request.
     Load(load::LoadArgs),
+    /// Upgrade a running service over its control socket and wait for the verdict.
+    Reload(reload::ReloadArgs),
     /// Generate hardened .service/.socket units for a reloading service.
     Unit(unit::UnitArgs),
     /// Run systemd-analyze verify and security on unit files.
@@ -30,6 +37,7 @@ enum Command {
 pub fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Load(args) => load::run(args),
+        Command::Reload(args) => reload::run(args),
         Command::Unit(args) => unit::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Lint(args) => lint::run(args),

@@ -19,7 +19,9 @@ use super::report::FailureKind;
 /// Where the load goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
+    /// A TCP address.
     Tcp(SocketAddr),
+    /// A Unix stream socket path.
     Unix(PathBuf),
 }
 

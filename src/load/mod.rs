@@ -92,23 +92,30 @@ impl FromStr for Mode {
 }
 
 #[derive(Debug, thiserror::Error)]
+/// Why a load run could not start.
 pub enum LoadError {
     #[error(
         "invalid target {0:?}: use tcp:IP:PORT (e.g. tcp:127.0.0.1:8080, tcp:[::1]:8080) or unix:/PATH"
     )]
+    /// The target does not parse.
     InvalidTarget(String),
     #[error("invalid mode {0:?}: use echo, long or http")]
+    /// The mode is not echo, long or http.
     InvalidMode(String),
     #[error("invalid load configuration: {0}")]
+    /// A parameter is out of range.
     InvalidConfig(String),
     #[error("cannot spawn a load worker thread: {0}")]
+    /// A worker thread could not be started.
     Spawn(#[source] io::Error),
 }
 
 /// Load run parameters; build with [`LoadConfig::new`] and adjust the public fields.
 #[derive(Clone, Debug)]
 pub struct LoadConfig {
+    /// Where the load goes.
     pub target: Target,
+    /// What each worker does.
     pub mode: Mode,
     /// Worker threads, each with its own connection(s). Default 4.
     pub connections: u32,
@@ -127,6 +134,7 @@ pub struct LoadConfig {
 }
 
 impl LoadConfig {
+    /// Defaults: echo mode, 4 connections, 10 s, 5 s per request.
     pub fn new(target: Target) -> Self {
         LoadConfig {
             target,
@@ -171,7 +179,9 @@ impl LoadConfig {
 /// Counters readable while the run goes on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Progress {
+    /// Requests that succeeded so far.
     pub ok: u64,
+    /// Requests that failed so far.
     pub failed: u64,
 }
 
@@ -213,6 +223,7 @@ impl LoadHandle {
         self.shared.mark()
     }
 
+    /// Counters so far.
     pub fn progress(&self) -> Progress {
         Progress {
             ok: self.shared.ok.load(Ordering::Relaxed),

@@ -34,6 +34,7 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
+    /// Short name used in tables and JSON.
     pub fn name(self) -> &'static str {
         match self {
             FailureKind::Refused => "refused",
@@ -57,13 +58,16 @@ impl fmt::Display for FailureKind {
 #[derive(Clone, Debug)]
 #[cfg_attr(feature = "cli", derive(serde::Serialize))]
 pub struct Failure {
+    /// What went wrong.
     pub kind: FailureKind,
     /// Time since the run started when the failure was observed.
     #[cfg_attr(feature = "cli", serde(serialize_with = "secs::one"))]
     pub at: Duration,
+    /// The worker that saw it.
     pub worker: u32,
     /// Epoch current when the failed request *started* (see [`super::LoadHandle::mark`]).
     pub epoch: u32,
+    /// The error text.
     pub error: String,
 }
 
@@ -71,10 +75,13 @@ pub struct Failure {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "cli", derive(serde::Serialize))]
 pub struct Latency {
+    /// Median.
     #[cfg_attr(feature = "cli", serde(serialize_with = "secs::one"))]
     pub p50: Duration,
+    /// 99th percentile.
     #[cfg_attr(feature = "cli", serde(serialize_with = "secs::one"))]
     pub p99: Duration,
+    /// Maximum.
     #[cfg_attr(feature = "cli", serde(serialize_with = "secs::one"))]
     pub max: Duration,
 }
@@ -83,8 +90,11 @@ pub struct Latency {
 #[derive(Clone, Debug)]
 #[cfg_attr(feature = "cli", derive(serde::Serialize))]
 pub struct LoadReport {
+    /// Where the load went.
     pub target: String,
+    /// What the workers did.
     pub mode: Mode,
+    /// Number of workers.
     pub connections: u32,
     /// Successful requests (Long mode: successful round trips).
     pub ok: u64,
@@ -92,10 +102,14 @@ pub struct LoadReport {
     pub failed: u64,
     /// Details of the first [`MAX_STORED_FAILURES`] failures, in the order they were observed.
     pub failures: Vec<Failure>,
+    /// Failure counts per kind.
     pub failures_by_kind: BTreeMap<FailureKind, u64>,
+    /// Failure counts per epoch.
     pub failures_by_epoch: BTreeMap<u32, u64>,
+    /// Length of the run.
     #[cfg_attr(feature = "cli", serde(serialize_with = "secs::one"))]
     pub elapsed: Duration,
+    /// Latency of successful requests.
     pub latency: Latency,
     /// Long mode only: every worker kept its first connection for the whole run.
     pub long_lived_survived: Option<bool>,

@@ -34,8 +34,13 @@ fn text(v: &Option<OsString>) -> Option<String> {
 
 /// Parses the variables for process `pid`; `Ok(None)` when there is no activation.
 pub(crate) fn parse(env: &StartEnv, pid: u32) -> Result<Option<Activation>, ActivationError> {
-    let Some(listen_pid) = text(&env.listen_pid) else { return Ok(None) };
-    let listen_pid: u32 = listen_pid.trim().parse().map_err(|_| ActivationError::BadPid(listen_pid.clone()))?;
+    let Some(listen_pid) = text(&env.listen_pid) else {
+        return Ok(None);
+    };
+    let listen_pid: u32 = listen_pid
+        .trim()
+        .parse()
+        .map_err(|_| ActivationError::BadPid(listen_pid.clone()))?;
     if listen_pid != pid {
         return Err(ActivationError::BadPid(format!(
             "{listen_pid} (this process is {pid}: the fds were meant for another process; do not fork between systemd and the service)"
@@ -43,18 +48,34 @@ pub(crate) fn parse(env: &StartEnv, pid: u32) -> Result<Option<Activation>, Acti
     }
     let count = match text(&env.listen_fds) {
         None => 0,
-        Some(s) => s.trim().parse::<usize>().ok().filter(|n| *n <= 4096).ok_or(ActivationError::BadCount(s))?,
+        Some(s) => s
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n <= 4096)
+            .ok_or(ActivationError::BadCount(s))?,
     };
     let pidfd_id = match text(&env.listen_pidfdid) {
         None => None,
-        Some(s) => Some(s.trim().parse::<u64>().map_err(|_| ActivationError::BadPidfdId(s))?),
+        Some(s) => Some(
+            s.trim()
+                .parse::<u64>()
+                .map_err(|_| ActivationError::BadPidfdId(s))?,
+        ),
     };
     let names = match text(&env.listen_fdnames) {
         None => vec![UNNAMED.to_owned(); count],
         Some(s) => {
-            let names: Vec<String> = if s.is_empty() { Vec::new() } else { s.split(':').map(str::to_owned).collect() };
+            let names: Vec<String> = if s.is_empty() {
+                Vec::new()
+            } else {
+                s.split(':').map(str::to_owned).collect()
+            };
             if names.len() != count {
-                return Err(ActivationError::NameCount { names: names.len(), fds: count });
+                return Err(ActivationError::NameCount {
+                    names: names.len(),
+                    fds: count,
+                });
             }
             for n in &names {
                 validate_name(n).map_err(|_| ActivationError::BadName(n.clone()))?;
@@ -62,7 +83,11 @@ pub(crate) fn parse(env: &StartEnv, pid: u32) -> Result<Option<Activation>, Acti
             names
         }
     };
-    Ok(Some(Activation { count, names, pidfd_id }))
+    Ok(Some(Activation {
+        count,
+        names,
+        pidfd_id,
+    }))
 }
 
 /// The pidfd inode id of this process, when the kernel has unique ones (pidfs, Linux 6.9).
@@ -73,7 +98,9 @@ pub(crate) fn own_pidfd_id() -> Option<u64> {
 
 /// Takes the activated fds: checks each is open, sets `FD_CLOEXEC`, returns them by name.
 pub(crate) fn receive(env: &StartEnv) -> Result<Vec<(String, OwnedFd)>, ActivationError> {
-    let Some(a) = parse(env, std::process::id())? else { return Ok(Vec::new()) };
+    let Some(a) = parse(env, std::process::id())? else {
+        return Ok(Vec::new());
+    };
     if let (Some(want), Some(ours)) = (a.pidfd_id, own_pidfd_id()) {
         if want != ours {
             return Err(ActivationError::BadPidfdId(format!(
@@ -85,12 +112,19 @@ pub(crate) fn receive(env: &StartEnv) -> Result<Vec<(String, OwnedFd)>, Activati
     for (i, name) in a.names.into_iter().enumerate() {
         let fd = LISTEN_FDS_START + i as i32;
         if !sys::fd_is_open(fd) {
-            return Err(ActivationError::BadFd { fd, name, why: "is not open".into() });
+            return Err(ActivationError::BadFd {
+                fd,
+                name,
+                why: "is not open".into(),
+            });
         }
         // SAFETY: open (checked above); socket activation hands fds 3.. to this process alone.
         let owned = unsafe { sys::own_raw(fd) };
-        sys::set_cloexec(owned.as_fd(), true)
-            .map_err(|e| ActivationError::BadFd { fd, name: name.clone(), why: e.to_string() })?;
+        sys::set_cloexec(owned.as_fd(), true).map_err(|e| ActivationError::BadFd {
+            fd,
+            name: name.clone(),
+            why: e.to_string(),
+        })?;
         out.push((name, owned));
     }
     tracing::info!(count = out.len(), names = ?out.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), "socket activation");
@@ -115,25 +149,48 @@ mod tests {
         assert_eq!(parse(&StartEnv::default(), 7).unwrap(), None);
         let a = parse(&env("7", Some("2"), None), 7).unwrap().unwrap();
         assert_eq!(a.names, ["unknown", "unknown"]);
-        let a = parse(&env("7", Some("2"), Some("web:admin")), 7).unwrap().unwrap();
+        let a = parse(&env("7", Some("2"), Some("web:admin")), 7)
+            .unwrap()
+            .unwrap();
         assert_eq!(a.names, ["web", "admin"]);
-        assert_eq!(parse(&env("7", Some("0"), Some("")), 7).unwrap().unwrap().count, 0);
+        assert_eq!(
+            parse(&env("7", Some("0"), Some("")), 7)
+                .unwrap()
+                .unwrap()
+                .count,
+            0
+        );
     }
 
     #[test]
     fn malformed_values_are_clear_errors() {
-        let e = parse(&env("8", Some("1"), None), 7).unwrap_err().to_string();
+        let e = parse(&env("8", Some("1"), None), 7)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("meant for another process"), "{e}");
-        let e = parse(&env("7", Some("abc"), None), 7).unwrap_err().to_string();
+        let e = parse(&env("7", Some("abc"), None), 7)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("LISTEN_FDS=\"abc\""), "{e}");
-        let e = parse(&env("x", Some("1"), None), 7).unwrap_err().to_string();
+        let e = parse(&env("x", Some("1"), None), 7)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("LISTEN_PID"), "{e}");
-        let e = parse(&env("7", Some("1"), Some("a:b")), 7).unwrap_err().to_string();
+        let e = parse(&env("7", Some("1"), Some("a:b")), 7)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("2 names for 1 fds"), "{e}");
-        let e = parse(&env("7", Some("1"), Some("a b")), 7).unwrap_err().to_string();
+        let e = parse(&env("7", Some("1"), Some("a b")), 7)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not a valid name"), "{e}");
         let mut bad = env("7", Some("1"), None);
         bad.listen_pidfdid = Some("zz".into());
-        assert!(parse(&bad, 7).unwrap_err().to_string().contains("LISTEN_PIDFDID"));
+        assert!(
+            parse(&bad, 7)
+                .unwrap_err()
+                .to_string()
+                .contains("LISTEN_PIDFDID")
+        );
     }
 }

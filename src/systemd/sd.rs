@@ -19,7 +19,10 @@ impl SdNotifier {
     pub(crate) fn from_env(env: &StartEnv) -> Option<SdNotifier> {
         env.notify_socket.as_ref()?;
         let ours = std::process::id().to_string();
-        let for_us = env.watchdog_pid.as_ref().is_none_or(|p| p.to_string_lossy() == ours);
+        let for_us = env
+            .watchdog_pid
+            .as_ref()
+            .is_none_or(|p| p.to_string_lossy() == ours);
         let watchdog = env
             .watchdog_usec
             .as_ref()
@@ -39,7 +42,8 @@ impl SdNotifier {
 
 /// `CLOCK_MONOTONIC` in µs, as `MONOTONIC_USEC=` needs (never wall-clock time).
 pub(crate) fn monotonic_usec() -> u64 {
-    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap_or_else(|_| nix::sys::time::TimeSpec::new(0, 0));
+    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .unwrap_or_else(|_| nix::sys::time::TimeSpec::new(0, 0));
     ts.tv_sec() as u64 * 1_000_000 + ts.tv_nsec() as u64 / 1_000
 }
 
@@ -59,17 +63,33 @@ fn one_line(s: &str) -> String {
 
 impl Notifier for SdNotifier {
     fn ready(&mut self, status: &str) {
-        self.send("ready", &[NotifyState::Ready, NotifyState::Status(one_line(status))]);
+        self.send(
+            "ready",
+            &[NotifyState::Ready, NotifyState::Status(one_line(status))],
+        );
     }
 
     fn reloading(&mut self) {
         // libsystemd's release has no MONOTONIC_USEC; without it systemd ignores RELOADING=1.
         let mono = NotifyState::Other(format!("MONOTONIC_USEC={}", monotonic_usec()));
-        self.send("reloading", &[NotifyState::Reloading, mono, NotifyState::Status("upgrading".into())]);
+        self.send(
+            "reloading",
+            &[
+                NotifyState::Reloading,
+                mono,
+                NotifyState::Status("upgrading".into()),
+            ],
+        );
     }
 
     fn extend_timeout(&mut self, by: Duration) {
-        self.send("extend timeout", &[NotifyState::Other(format!("EXTEND_TIMEOUT_USEC={}", by.as_micros()))]);
+        self.send(
+            "extend timeout",
+            &[NotifyState::Other(format!(
+                "EXTEND_TIMEOUT_USEC={}",
+                by.as_micros()
+            ))],
+        );
     }
 
     fn handed_over(&mut self, pid: i32, pidfd: BorrowedFd<'_>, status: &str) {
@@ -86,11 +106,20 @@ impl Notifier for SdNotifier {
 
     fn upgrade_failed(&mut self, reason: &str) {
         let status = one_line(&format!("upgrade failed: {reason}"));
-        self.send("upgrade failed", &[NotifyState::Ready, NotifyState::Status(status)]);
+        self.send(
+            "upgrade failed",
+            &[NotifyState::Ready, NotifyState::Status(status)],
+        );
     }
 
     fn stopping(&mut self) {
-        self.send("stopping", &[NotifyState::Stopping, NotifyState::Status("stopping: draining connections".into())]);
+        self.send(
+            "stopping",
+            &[
+                NotifyState::Stopping,
+                NotifyState::Status("stopping: draining connections".into()),
+            ],
+        );
     }
 
     fn watchdog_interval(&self) -> Option<Duration> {
@@ -103,7 +132,10 @@ impl Notifier for SdNotifier {
 
     fn store_fds(&mut self, fds: &[(&str, BorrowedFd<'_>)]) {
         for (name, fd) in fds {
-            let states = [NotifyState::Fdstore, NotifyState::Fdname((*name).to_owned())];
+            let states = [
+                NotifyState::Fdstore,
+                NotifyState::Fdname((*name).to_owned()),
+            ];
             if let Err(e) = notify_with_fds(false, &states, &[fd.as_raw_fd()]) {
                 tracing::warn!(name, error = %e, "could not store fd in systemd's fd store");
             }

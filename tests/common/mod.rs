@@ -15,13 +15,20 @@ pub fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let p = dir.join("examples").join(name);
-    assert!(p.exists(), "{} is missing: run the tests with `cargo test` so examples are built", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run the tests with `cargo test` so examples are built",
+        p.display()
+    );
     p
 }
 
 /// A free loopback port (bind :0, read it, release it).
 pub fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 /// A scratch directory removed on drop.
@@ -66,7 +73,12 @@ impl Service {
         let addr = free_addr();
         let pid_file = scratch.path("pid");
         let mut child = Command::new(exe)
-            .args(["--listen", &addr.to_string(), "--pid-file", pid_file.to_str().unwrap()])
+            .args([
+                "--listen",
+                &addr.to_string(),
+                "--pid-file",
+                pid_file.to_str().unwrap(),
+            ])
             .args(extra)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
@@ -83,8 +95,16 @@ impl Service {
                 sink.lock().unwrap().push(strip_ansi(&line));
             }
         });
-        let mut s = Service { child, pid_file, addr, log, pids: Vec::new() };
-        let first = s.wait_pid_change(None, Duration::from_secs(10)).expect("service did not start");
+        let mut s = Service {
+            child,
+            pid_file,
+            addr,
+            log,
+            pids: Vec::new(),
+        };
+        let first = s
+            .wait_pid_change(None, Duration::from_secs(10))
+            .expect("service did not start");
         s.pids.push(first);
         s
     }
@@ -94,7 +114,11 @@ impl Service {
     }
 
     pub fn pid(&self) -> Option<i32> {
-        std::fs::read_to_string(&self.pid_file).ok()?.trim().parse().ok()
+        std::fs::read_to_string(&self.pid_file)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     }
 
     /// Every generation's pid seen so far.
@@ -121,7 +145,10 @@ impl Service {
         let old = self.pid().expect("pid file");
         signal(old, libc::SIGHUP);
         let new = self.wait_pid_change(Some(old), timeout).unwrap_or_else(|| {
-            panic!("no takeover within {timeout:?}; log tail:\n{}", self.log_tail(30))
+            panic!(
+                "no takeover within {timeout:?}; log tail:\n{}",
+                self.log_tail(30)
+            )
         });
         self.pids.push(new);
         new
@@ -132,7 +159,12 @@ impl Service {
     }
 
     pub fn count_log(&self, needle: &str) -> usize {
-        self.log.lock().unwrap().iter().filter(|l| l.contains(needle)).count()
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
     }
 
     pub fn log_tail(&self, n: usize) -> String {
@@ -187,20 +219,41 @@ pub fn signal(pid: i32, sig: i32) {
 /// Alive and not a zombie.
 pub fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s.rfind(')').and_then(|i| s[i + 2..].chars().next()).is_some_and(|st| st != 'Z'),
+        Ok(s) => s
+            .rfind(')')
+            .and_then(|i| s[i + 2..].chars().next())
+            .is_some_and(|st| st != 'Z'),
         Err(_) => false,
     }
 }
 
-pub fn is_zombie(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rfind(')').and_then(|i| s[i + 2..].chars().next()))
-        == Some('Z')
+/// Zombie processes whose parent is one of `parents`.
+pub fn zombie_children_of(parents: &[i32]) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(rest) = s.rfind(')').map(|i| &s[i + 2..]) else {
+            continue;
+        };
+        let mut f = rest.split_whitespace();
+        let state = f.next();
+        let ppid: i32 = f.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        if state == Some("Z") && parents.contains(&ppid) {
+            out.push(pid);
+        }
+    }
+    out
 }
 
 pub fn fd_count(pid: i32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 fn strip_ansi(s: &str) -> String {
@@ -226,7 +279,11 @@ pub fn log_field(lines: &[String], needle: &str, key: &str) -> Vec<u64> {
     lines
         .iter()
         .filter(|l| l.contains(needle))
-        .filter_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix(&pat)).and_then(|v| v.parse().ok()))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix(&pat))
+                .and_then(|v| v.parse().ok())
+        })
         .collect()
 }
 
@@ -261,5 +318,6 @@ pub fn long_load(target: Target, duration: Duration) -> load::LoadHandle {
 
 /// One request/answer round trip.
 pub fn ask(target: &Target, line: &str) -> String {
-    load::request_once(target, line, Duration::from_secs(5)).unwrap_or_else(|e| panic!("request {line:?}: {e}"))
+    load::request_once(target, line, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("request {line:?}: {e}"))
 }
