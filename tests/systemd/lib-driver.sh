@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers for driver.sh and scenarios/*.sh (sourced, in-guest, bash).
 # Why a library: every scenario needs the same bounded load handling, unit
 # property checks and RESULT formatting, and the parser on the host relies
@@ -87,14 +88,20 @@ install_payload() {
   for f in /payload/bin/*; do install -m 0755 "$f" "/usr/local/bin/$(basename "$f")"; done
   # shellcheck source=/dev/null
   [[ -r /payload/expect.env ]] && source /payload/expect.env
-  install -m 0644 /payload/units/exuvia-echo.socket /payload/units/exuvia-echo.service \
-    /etc/systemd/system/
-  mkdir -p /etc/systemd/system/$SVC.d
-  if [[ $VARIANT != plain ]]; then
+  local units=/payload/units
+  # The units the project ships (hardened), instead of the bare test units.
+  [[ $VARIANT == shipped ]] && units=/payload/shipped-units
+  install -m 0644 "$units/$SOCK" "$units/$SVC" /etc/systemd/system/
+  mkdir -p "/etc/systemd/system/$SVC.d"
+  if [[ $VARIANT != plain && $VARIANT != shipped ]]; then
     install -m 0644 "/payload/units/variants/$VARIANT.conf" "/etc/systemd/system/$SVC.d/"
   fi
   if [[ -n ${SERVICE_ARGS:-} ]]; then
-    printf '[Service]\nEnvironment="ECHO_ARGS=%s"\n' "$SERVICE_ARGS" >/etc/systemd/system/$SVC.d/args.conf
+    printf '[Service]\nEnvironment="ECHO_ARGS=%s"\n' "$SERVICE_ARGS" >"/etc/systemd/system/$SVC.d/args.conf"
+    # Shipped units start the binary without flags: only add the test deadlines.
+    # shellcheck disable=SC2016 # $ECHO_ARGS is for systemd to expand
+    [[ $VARIANT == shipped ]] &&
+      printf 'ExecStart=\nExecStart=%s $ECHO_ARGS\n' "$BIN" >>"/etc/systemd/system/$SVC.d/args.conf"
   fi
   # The real client once it supports the interface, else the python stand-in.
   if /usr/local/bin/exuvia load --help 2>/dev/null | grep -q -- --until-file; then

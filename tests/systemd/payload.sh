@@ -24,6 +24,11 @@ done
 rm -rf "$out"
 mkdir -p "$out/bin"
 cp -r "$here/units" "$here/scenarios" "$here/standin" "$out/"
+# The units the project ships, for VARIANT=shipped (absent before they exist).
+if [[ -f $repo/units/exuvia-echo.service && -f $repo/units/exuvia-echo.socket ]]; then
+  mkdir -p "$out/shipped-units"
+  cp "$repo/units/exuvia-echo.service" "$repo/units/exuvia-echo.socket" "$out/shipped-units/"
+fi
 install -m 0755 "$here/driver.sh" "$out/driver.sh"
 install -m 0644 "$here/lib-driver.sh" "$out/lib-driver.sh"
 case $impl in

@@ -53,56 +53,72 @@ payload=$target/systemd-tests/payload-$impl
 standin_payload=$target/systemd-tests/payload-standin
 [[ $impl == standin ]] || "$here/payload.sh" --impl standin "$standin_payload" >/dev/null
 
+summary=$target/systemd-tests/summary.txt
+: >"$summary"
+say() { echo "systemd-harness: $*" | tee -a "$summary"; }
+
 # The synchronous reload variant only once the CLI can drive it.
-variants=(plain)
+execreload=0
 if [[ -x $payload/bin/exuvia ]] &&
   "$payload/bin/exuvia" reload --help 2>/dev/null | grep -q -- '--control'; then
-  variants+=(execreload)
+  execreload=1
 else
-  echo "systemd-harness: SKIP broken/execreload (no 'exuvia reload --control' yet)"
+  say "SKIP broken-execreload (no 'exuvia reload --control' yet)"
+fi
+shipped=0
+if [[ -d $payload/shipped-units ]]; then
+  shipped=1
+else
+  say "SKIP shipped-unit runs (no units/exuvia-echo.{service,socket})"
 fi
 
 passed=0 failed=0 failures=()
-# run_one EXPECT NAME SCENARIO [run.sh args...]; EXPECT=pass|fail (run.sh's verdict)
+# run_one NAME SCENARIO [run.sh args...]: run.sh must exit 0 (negative
+# controls pass --expect-fail-check, so they "pass" by failing that check).
 run_one() {
-  local expect=$1 name=$2 scenario=$3
-  shift 3
+  local name=$1 scenario=$2
+  shift 2
   [[ -n $only && $only != "$name" ]] && return 0
-  local rc=0 t
+  local rc=0 t out=$target/systemd-tests/$suite-$name.out
   t=$(date +%s.%N)
   "$here/run.sh" --suite "$suite" --payload "${PAYLOAD:-$payload}" --scenario "$scenario" \
-    --log "$target/systemd-tests/$suite-$name.log" "$@" || rc=$?
-  local got=pass
-  ((rc == 0)) || got=fail
-  if [[ $got == "$expect" ]]; then
+    --log "$target/systemd-tests/$suite-$name.log" "$@" 2>&1 | tee "$out" || rc=$?
+  grep -E 'RESULT metric=(reload_ms|requests|broken_|[ab]_stop |sigkill)' "$out" >>"$summary" || true
+  if ((rc == 0)); then
     passed=$((passed + 1))
-    echo "systemd-harness: ok   $name (expected $expect, $(secs "$t") s)"
+    say "ok   $name ($(secs "$t") s)"
   else
     failed=$((failed + 1))
     failures+=("$name")
-    echo "systemd-harness: FAIL $name (expected $expect, got $got, $(secs "$t") s)"
+    say "FAIL $name ($(secs "$t") s; log $target/systemd-tests/$suite-$name.log)"
   fi
 }
 
-run_one pass reload50 reload50 --setenv "RELOADS=${RELOADS:-50}" --timeout 300
-run_one pass replace replace --timeout 120
-for v in "${variants[@]}"; do
-  run_one pass "broken-$v" broken --variant "$v" --timeout 180
-done
-run_one pass stop stop --timeout 120
-run_one pass sigkill sigkill --timeout 120
+run_one reload50 reload50 --setenv "RELOADS=${RELOADS:-50}" --timeout 300
+run_one replace replace --timeout 120
+run_one broken-plain broken --variant plain --timeout 180
+((execreload)) && run_one broken-execreload broken --variant execreload --timeout 180
+run_one stop stop --timeout 120
+run_one sigkill sigkill --timeout 120
+if ((shipped)); then
+  # The hardened units the project ships, with the same binary.
+  run_one shipped-reload20 reload50 --variant shipped --setenv RELOADS=20 --timeout 300
+  run_one shipped-broken broken --variant shipped --timeout 180
+  run_one shipped-stop stop --variant shipped --timeout 120
+  run_one shipped-sigkill sigkill --variant shipped --timeout 120
+fi
 # Negative controls: plain restarts and crashes instead of handovers must be
 # caught (new InvocationID; failed requests), or a green run means nothing.
-run_one pass negative-restart reload50 --setenv ACTION=restart --setenv RELOADS=5 \
+run_one negative-restart reload50 --setenv ACTION=restart --setenv RELOADS=5 \
   --expect-fail-check reload --timeout 120
-run_one pass negative-kill9 reload50 --setenv ACTION=kill9 --setenv RELOADS=5 \
+run_one negative-kill9 reload50 --setenv ACTION=kill9 --setenv RELOADS=5 \
   --expect-fail-check 'load_(echo|long)_no_failures' --timeout 120
 # A successor spawned by a plain fork is an "alien" main PID: systemd
 # SIGKILLs it on stop (units.md §0.1). The stop checks must see that.
-PAYLOAD=$standin_payload run_one pass negative-alien-stop stop --setenv STANDIN_SINGLE_FORK=1 \
+PAYLOAD=$standin_payload run_one negative-alien-stop stop --setenv STANDIN_SINGLE_FORK=1 \
   --expect-fail-check 'b_exited_itself_main|b_no_sigkill' --timeout 120
 
-echo "systemd-harness: impl=$impl suite=$suite total $(secs "$t_start") s"
-((failed)) && echo "systemd-harness: failed: ${failures[*]}"
-echo "systemd-harness: $passed passed, $failed failed"
+say "impl=$impl profile=$profile suite=$suite systemd=$(chroot "$("$here/rootfs.sh" "$suite" 2>/dev/null | tail -1)" systemctl --version | head -1) total $(secs "$t_start") s"
+((failed)) && say "failed: ${failures[*]}"
+say "$passed passed, $failed failed"
 ((failed == 0))

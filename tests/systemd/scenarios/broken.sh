@@ -33,6 +33,10 @@ done
 replace_binary "$WORK/good-binary"
 reload_once
 check reload_after_repair "$(reload_ok && echo 1 || echo 0)" "$(reload_fields)"
+# One reload, one upgrade: with ExecReload= too, systemd must not also send
+# ReloadSignal= and start a second handover behind the operator's back.
+sleep 1.5
+check one_upgrade_per_reload "$([[ $(prop MainPID) == "$R_NEW" ]] && echo 1 || echo 0)" "mainpid_after_1.5s=$(prop MainPID) expected=$R_NEW"
 sleep 0.5
 load_stop echo
 check_load echo 200
