@@ -12,6 +12,7 @@
 #   RELOADS   number of reloads in reload50 (default 50)
 #   ACTION    reload (default) | restart | kill9: what reload_once does;
 #             the last two are negative controls that must fail checks
+#   DRAIN_HARD  overrides the service's hard drain deadline (seconds)
 
 # Straight to the console: synchronous and unprefixed, unlike journal+console.
 exec >/dev/console 2>&1
@@ -41,6 +42,9 @@ case $SCENARIO in
   broken) SERVICE_ARGS="--ready-timeout 3 --drain-hard 10" ;;
   *) SERVICE_ARGS="" ;;
 esac
+# Negative controls restart the service: don't let it drain for minutes.
+# shellcheck disable=SC2034
+[[ -n ${DRAIN_HARD:-} ]] && SERVICE_ARGS="--ready-timeout 5 --drain-hard $DRAIN_HARD"
 install_payload
 stage install
 start_service

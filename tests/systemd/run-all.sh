@@ -109,9 +109,9 @@ if ((shipped)); then
 fi
 # Negative controls: plain restarts and crashes instead of handovers must be
 # caught (new InvocationID; failed requests), or a green run means nothing.
-run_one negative-restart reload50 --setenv ACTION=restart --setenv RELOADS=5 \
+run_one negative-restart reload50 --setenv ACTION=restart --setenv RELOADS=5 --setenv DRAIN_HARD=1 \
   --expect-fail-check reload --timeout 120
-run_one negative-kill9 reload50 --setenv ACTION=kill9 --setenv RELOADS=5 \
+run_one negative-kill9 reload50 --setenv ACTION=kill9 --setenv RELOADS=5 --setenv DRAIN_HARD=1 \
   --expect-fail-check 'load_(echo|long)_no_failures' --timeout 120
 # A successor spawned by a plain fork is an "alien" main PID: systemd
 # SIGKILLs it on stop (units.md §0.1). The stop checks must see that.
