@@ -40,7 +40,8 @@ dest=$cache/rootfs-$suite-$key
 
 need_tools() {
   local -a missing=()
-  command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
+  # gpg: mmdebstrap's keyring handling (a Recommends, tested with it).
+  command -v mmdebstrap >/dev/null || missing+=(mmdebstrap gpg)
   command -v systemd-nspawn >/dev/null || missing+=(systemd-container)
   command -v zstd >/dev/null || missing+=(zstd)
   command -v flock >/dev/null || missing+=(util-linux)
