@@ -7,6 +7,11 @@
 //!
 //! Protocol, one line each way: `upgrade\n` → `ok pid=P generation=G ready_ms=R\n` or
 //! `error KIND: MESSAGE\n` (KIND is `in-progress`, `refused` or `failed`).
+//!
+//! A request *joins* an upgrade that the reload signal started within the last two seconds
+//! and that no request has claimed yet, and gets its verdict: systemd 253–261 sends
+//! `ReloadSignal=` and runs `ExecReload=` at the same time, and both belong to one
+//! `systemctl reload` (measured on 257; 262 skips the signal instead).
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::fd::OwnedFd;
@@ -21,6 +26,43 @@ use crate::error::UpgradeError;
 /// Name under which the control socket is registered and handed over.
 pub const CONTROL_NAME: &str = "exuvia-control";
 
+/// An upgrade's outcome in a form several waiters can share.
+#[derive(Clone, Debug)]
+pub(crate) enum Verdict {
+    Upgraded(Upgraded),
+    Failed { kind: &'static str, message: String },
+}
+
+impl Verdict {
+    pub(crate) fn of(r: &UpgradeResult) -> Verdict {
+        match r {
+            Ok(u) => Verdict::Upgraded(u.clone()),
+            Err(e) => Verdict::Failed {
+                kind: match e {
+                    UpgradeError::InProgress => "in-progress",
+                    UpgradeError::HandoverPending | UpgradeError::ShuttingDown => "refused",
+                    _ => "failed",
+                },
+                message: e.to_string().replace('\n', " "),
+            },
+        }
+    }
+
+    fn line(&self) -> String {
+        match self {
+            Verdict::Upgraded(u) => {
+                format!(
+                    "ok pid={} generation={} ready_ms={}\n",
+                    u.pid,
+                    u.generation,
+                    u.ready_after.as_millis()
+                )
+            }
+            Verdict::Failed { kind, message } => format!("error {kind}: {message}\n"),
+        }
+    }
+}
+
 /// Who asked for an upgrade, and so who gets the answer.
 pub(crate) enum Waiter {
     Signal,
@@ -31,28 +73,25 @@ pub(crate) enum Waiter {
 impl Waiter {
     pub(crate) fn reply(self, r: UpgradeResult) {
         match self {
-            Waiter::Signal => {}
             Waiter::Api(tx) => {
                 let _ = tx.send(r);
             }
-            Waiter::Socket(mut s) => {
-                let line = match &r {
-                    Ok(u) => format!(
-                        "ok pid={} generation={} ready_ms={}\n",
-                        u.pid,
-                        u.generation,
-                        u.ready_after.as_millis()
-                    ),
-                    Err(e) => {
-                        let kind = match e {
-                            UpgradeError::InProgress => "in-progress",
-                            UpgradeError::HandoverPending | UpgradeError::ShuttingDown => "refused",
-                            _ => "failed",
-                        };
-                        format!("error {kind}: {}\n", e.to_string().replace('\n', " "))
-                    }
-                };
-                let _ = s.write_all(line.as_bytes());
+            other => other.reply_verdict(&Verdict::of(&r)),
+        }
+    }
+
+    /// Answers a waiter from a shared verdict (joined control requests).
+    pub(crate) fn reply_verdict(self, v: &Verdict) {
+        match (self, v) {
+            (Waiter::Signal, _) => {}
+            (Waiter::Api(tx), Verdict::Upgraded(u)) => {
+                let _ = tx.send(Ok(u.clone()));
+            }
+            (Waiter::Api(tx), Verdict::Failed { message, .. }) => {
+                let _ = tx.send(Err(UpgradeError::Io(io::Error::other(message.clone()))));
+            }
+            (Waiter::Socket(mut s), v) => {
+                let _ = s.write_all(v.line().as_bytes());
             }
         }
     }
@@ -80,7 +119,7 @@ pub(crate) fn serve(stream: UnixStream, tx: mpsc::Sender<Request>, wake: Arc<Own
                     .write_all(b"error refused: unknown request; the only request is `upgrade`\n");
                 return;
             }
-            if tx.send(Request::Upgrade(Waiter::Socket(stream))).is_ok() {
+            if tx.send(Request::Join(Waiter::Socket(stream))).is_ok() {
                 crate::sys::eventfd_signal(std::os::fd::AsFd::as_fd(&*wake));
             }
         });

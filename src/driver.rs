@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::child::{self, Answer, Successor};
 use crate::config::Config;
-use crate::control::Waiter;
+use crate::control::{Verdict, Waiter};
 use crate::error::{Error, UpgradeError};
 use crate::fds::Registry;
 use crate::lifecycle::{DrainReason, Lifecycle, Phase};
@@ -42,6 +42,8 @@ pub(crate) type UpgradeResult = Result<Upgraded, UpgradeError>;
 /// Messages from the service's threads to the loop.
 pub(crate) enum Request {
     Upgrade(Waiter),
+    /// From the control socket: join a signal-started upgrade (see [`crate::control`]).
+    Join(Waiter),
     Ready(mpsc::Sender<Result<(), Error>>),
     Stop,
     Shutdown,
@@ -58,8 +60,17 @@ struct InFlight {
     successor: Successor,
     triggered: Instant,
     deadline: Instant,
-    waiter: Waiter,
+    waiters: Vec<Waiter>,
 }
+
+/// The last upgrade the reload signal started, until a control request claims it.
+struct SignalUpgrade {
+    triggered: Instant,
+    verdict: Option<Verdict>,
+}
+
+/// How long after a signal-started upgrade a control request still joins it.
+const JOIN_WINDOW: Duration = Duration::from_secs(2);
 
 pub(crate) struct Driver {
     pub cfg: Arc<Config>,
@@ -79,6 +90,7 @@ pub(crate) struct Driver {
     inflight: Option<InFlight>,
     /// A trigger that arrived between our `ready` and the predecessor's `complete`.
     deferred: Option<Waiter>,
+    signal_upgrade: Option<SignalUpgrade>,
     next_watchdog: Option<Instant>,
 }
 
@@ -113,6 +125,7 @@ impl Driver {
             ready: false,
             inflight: None,
             deferred: None,
+            signal_upgrade: None,
             next_watchdog: None,
         }
     }
@@ -226,6 +239,7 @@ impl Driver {
     fn on_request(&mut self, r: Request) {
         match r {
             Request::Upgrade(w) => self.trigger(w),
+            Request::Join(w) => self.join(w),
             Request::Ready(reply) => {
                 let _ = reply.send(self.on_ready());
             }
@@ -344,6 +358,12 @@ impl Driver {
             return;
         }
         let triggered = Instant::now();
+        if matches!(waiter, Waiter::Signal) {
+            self.signal_upgrade = Some(SignalUpgrade {
+                triggered,
+                verdict: None,
+            });
+        }
         self.notifier.reloading();
         self.life().set_phase(Phase::Upgrading);
         match self.spawn() {
@@ -359,10 +379,10 @@ impl Driver {
                     successor,
                     triggered,
                     deadline: triggered + self.cfg.ready_timeout,
-                    waiter,
+                    waiters: vec![waiter],
                 });
             }
-            Err(e) => self.fail(None, waiter, e),
+            Err(e) => self.fail(None, vec![waiter], e),
         }
     }
 
@@ -439,7 +459,7 @@ impl Driver {
         };
         match outcome {
             Ok(()) => self.hand_over(f),
-            Err(e) => self.fail(Some(f.successor), f.waiter, e),
+            Err(e) => self.fail(Some(f.successor), f.waiters, e),
         }
     }
 
@@ -450,7 +470,7 @@ impl Driver {
                 pid: f.successor.pid,
                 timeout: self.cfg.ready_timeout,
             };
-            self.fail(Some(f.successor), f.waiter, e);
+            self.fail(Some(f.successor), f.waiters, e);
         }
         if let Some(at) = self.next_watchdog {
             if now >= at {
@@ -465,7 +485,7 @@ impl Driver {
     }
 
     /// The upgrade failed: kill the successor, stay main, keep serving.
-    fn fail(&mut self, successor: Option<Successor>, waiter: Waiter, e: UpgradeError) {
+    fn fail(&mut self, successor: Option<Successor>, waiters: Vec<Waiter>, e: UpgradeError) {
         if let Some(s) = &successor {
             s.kill();
         }
@@ -474,7 +494,58 @@ impl Driver {
         if !self.draining_now() {
             self.life().set_phase(Phase::Serving);
         }
-        waiter.reply(Err(e));
+        self.answer(waiters, Err(e));
+    }
+
+    /// Gives every waiter the outcome (the typed error goes to the API caller) and keeps it
+    /// for a control request that joins a signal-started upgrade late.
+    fn answer(&mut self, waiters: Vec<Waiter>, r: UpgradeResult) {
+        let verdict = Verdict::of(&r);
+        if let Some(su) = self
+            .signal_upgrade
+            .as_mut()
+            .filter(|su| su.verdict.is_none())
+        {
+            su.verdict = Some(verdict.clone());
+        }
+        let mut typed = Some(r);
+        for w in waiters {
+            match (w, typed.take()) {
+                (w @ Waiter::Api(_), Some(r)) => w.reply(r),
+                (w, rest) => {
+                    typed = rest;
+                    w.reply_verdict(&verdict);
+                }
+            }
+        }
+    }
+
+    /// A control-socket request: joins the upgrade the reload signal started moments ago
+    /// (systemd 253–261 signals and runs `ExecReload=` for the same reload), else upgrades.
+    fn join(&mut self, waiter: Waiter) {
+        let recent = self
+            .signal_upgrade
+            .take()
+            .filter(|su| su.triggered.elapsed() <= JOIN_WINDOW);
+        match recent {
+            Some(SignalUpgrade {
+                verdict: Some(v), ..
+            }) => {
+                tracing::info!(
+                    "control request joined the upgrade the reload signal started (finished)"
+                );
+                waiter.reply_verdict(&v);
+            }
+            Some(SignalUpgrade { verdict: None, .. }) if self.inflight.is_some() => {
+                tracing::info!(
+                    "control request joined the upgrade the reload signal started (in progress)"
+                );
+                if let Some(f) = &mut self.inflight {
+                    f.waiters.push(waiter);
+                }
+            }
+            _ => self.trigger(waiter),
+        }
     }
 
     /// **hand over**: make the successor main, stop accepting, let go of every listener.
@@ -525,7 +596,7 @@ impl Driver {
         self.life()
             .set_phase(Phase::Draining(DrainReason::Upgraded));
         tracing::info!(phase = "drain", "draining");
-        f.waiter.reply(Ok(report));
+        self.answer(f.waiters, Ok(report));
     }
 
     /// Keeps at most `max_draining` old generations: cut the oldest beyond it.
@@ -554,7 +625,7 @@ impl Driver {
             return;
         }
         if let Some(f) = self.inflight.take() {
-            self.fail(Some(f.successor), f.waiter, UpgradeError::ShuttingDown);
+            self.fail(Some(f.successor), f.waiters, UpgradeError::ShuttingDown);
         }
         if let Some(w) = self.deferred.take() {
             w.reply(Err(UpgradeError::ShuttingDown));
@@ -576,7 +647,7 @@ impl Driver {
 
     fn shutdown(mut self) {
         if let Some(f) = self.inflight.take() {
-            self.fail(Some(f.successor), f.waiter, UpgradeError::ShutDown);
+            self.fail(Some(f.successor), f.waiters, UpgradeError::ShutDown);
         }
         if let Some(p) = &self.parent {
             p.send_failed("the new process shut down before the handover completed");

@@ -106,7 +106,60 @@ fn a_successor_cannot_upgrade_before_its_handover_completes() {
         svc.log_tail(20)
     );
     assert!(svc.wait_log("was not ready within 3s", Duration::from_secs(10)));
-    assert!(!alive(successor));
+    assert!(wait_dead(successor, Duration::from_secs(5)), "the killed successor is gone");
     assert_eq!(svc.pid(), Some(first));
+    svc.stop();
+}
+
+/// systemd 253–261 sends the reload signal *and* runs `ExecReload=exuvia reload --wait` for
+/// one `systemctl reload`: the request must report that upgrade, not start a second one.
+#[test]
+fn a_control_request_joins_the_upgrade_the_reload_signal_started() {
+    let dir = Scratch::new("join");
+    let ctl = dir.path("control.sock");
+    let fail = dir.path("fail");
+    let svc = Service::start(
+        &example("echo"),
+        &dir,
+        &[
+            "--control",
+            ctl.to_str().unwrap(),
+            "--fail-file",
+            fail.to_str().unwrap(),
+            "--ready-timeout",
+            "2",
+        ],
+    );
+    // A failing upgrade: the joined request reports the failure.
+    std::fs::write(&fail, "hang").unwrap();
+    let first = svc.pid().unwrap();
+    signal(first, libc::SIGHUP);
+    match request_upgrade(&ctl, Duration::from_secs(20)) {
+        Err(ControlError::Refused { kind, message }) => {
+            assert_eq!(kind, "failed");
+            assert!(message.contains("not ready within 2s"), "{message}");
+        }
+        other => panic!("expected the signal-started upgrade's failure, got {other:?}"),
+    }
+    assert_eq!(
+        svc.count_log("starting successor"),
+        1,
+        "one upgrade for signal + request"
+    );
+    // A good one: same upgrade, its verdict.
+    std::fs::remove_file(&fail).unwrap();
+    signal(first, libc::SIGHUP);
+    let joined = request_upgrade(&ctl, Duration::from_secs(20)).expect("joined a good upgrade");
+    let new = svc
+        .wait_pid_change(Some(first), Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(joined.pid, new);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        svc.count_log("starting successor"),
+        2,
+        "still one upgrade per signal + request"
+    );
+    assert_eq!(svc.count_log("control request joined"), 2);
     svc.stop();
 }

@@ -40,13 +40,6 @@ impl SdNotifier {
     }
 }
 
-/// `CLOCK_MONOTONIC` in µs, as `MONOTONIC_USEC=` needs (never wall-clock time).
-pub(crate) fn monotonic_usec() -> u64 {
-    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .unwrap_or_else(|_| nix::sys::time::TimeSpec::new(0, 0));
-    ts.tv_sec() as u64 * 1_000_000 + ts.tv_nsec() as u64 / 1_000
-}
-
 /// The pidfd's inode id (`MAINPIDFDID=`, `LISTEN_PIDFDID=`), when the kernel makes it unique.
 pub(crate) fn pidfd_id(pidfd: BorrowedFd<'_>) -> Option<u64> {
     let fs = nix::sys::statfs::fstatfs(pidfd).ok()?;
@@ -71,7 +64,7 @@ impl Notifier for SdNotifier {
 
     fn reloading(&mut self) {
         // libsystemd's release has no MONOTONIC_USEC; without it systemd ignores RELOADING=1.
-        let mono = NotifyState::Other(format!("MONOTONIC_USEC={}", monotonic_usec()));
+        let mono = NotifyState::Other(format!("MONOTONIC_USEC={}", crate::sys::monotonic_usec()));
         self.send(
             "reloading",
             &[

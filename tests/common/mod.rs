@@ -211,6 +211,15 @@ impl Drop for Service {
     }
 }
 
+/// Waits (bounded) until `pid` has exited; true if it did.
+pub fn wait_dead(pid: i32, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    !alive(pid)
+}
+
 pub fn signal(pid: i32, sig: i32) {
     // SAFETY: kill(2) with a pid this test started.
     unsafe { libc::kill(pid, sig) };
