@@ -22,7 +22,7 @@ fn control_socket_reports_success_failure_and_in_progress() {
             "--fail-file",
             fail.to_str().unwrap(),
             "--ready-timeout",
-            "2",
+            "5",
         ],
     );
     let load = echo_load(svc.target(), 8, Duration::from_secs(60));
@@ -63,7 +63,7 @@ fn control_socket_reports_success_failure_and_in_progress() {
     match slow.join().unwrap() {
         Err(ControlError::Refused { kind, message }) => {
             assert_eq!(kind, "failed");
-            assert!(message.contains("not ready within 2s"), "{message}");
+            assert!(message.contains("not ready within 5s"), "{message}");
         }
         other => panic!("expected a timeout, got {other:?}"),
     }
@@ -127,7 +127,7 @@ fn a_control_request_joins_the_upgrade_the_reload_signal_started() {
             "--fail-file",
             fail.to_str().unwrap(),
             "--ready-timeout",
-            "2",
+            "5",
         ],
     );
     // A failing upgrade: the joined request reports the failure.
@@ -137,7 +137,7 @@ fn a_control_request_joins_the_upgrade_the_reload_signal_started() {
     match request_upgrade(&ctl, Duration::from_secs(20)) {
         Err(ControlError::Refused { kind, message }) => {
             assert_eq!(kind, "failed");
-            assert!(message.contains("not ready within 2s"), "{message}");
+            assert!(message.contains("not ready within 5s"), "{message}");
         }
         other => panic!("expected the signal-started upgrade's failure, got {other:?}"),
     }
