@@ -178,7 +178,7 @@ fn side_by_side(a: &CheckReport, b: &CheckReport) -> String {
     row("peak processes", peak(a), peak(b));
 
     let mut out = format!(
-        "  {:<22}{:>16}{:>16}\n",
+        "\n  {:<22}{:>16}{:>16}\n",
         "", "exuvia upgrade", "naive restart"
     );
     for (k, x, y) in rows {
