@@ -26,6 +26,7 @@ pub(crate) struct Plan<'a> {
     pub generation: u64,
     pub draining: Vec<Ancestor>,
     pub state: Option<Arc<Vec<u8>>>,
+    pub signal_trigger_us: Option<u64>,
 }
 
 /// A started successor that has not answered yet.
@@ -74,6 +75,7 @@ pub(crate) fn spawn(plan: Plan<'_>) -> Result<Successor, UpgradeError> {
         draining: plan.draining.clone(),
         entries,
         state_len: plan.state.as_ref().map(|s| s.len()),
+        signal_trigger_us: plan.signal_trigger_us,
     };
     let fork = sys::DoubleFork {
         moves,

@@ -66,6 +66,7 @@ struct InFlight {
 /// The last upgrade the reload signal started, until a control request claims it.
 struct SignalUpgrade {
     triggered: Instant,
+    triggered_us: u64,
     verdict: Option<Verdict>,
 }
 
@@ -269,6 +270,7 @@ impl Driver {
                 p.send_ready()
                     .map_err(Error::io("telling the previous generation we are ready"))?;
                 tracing::info!("ready; waiting for the previous generation to hand over");
+                self.signal_upgrade = self.inherited_signal_upgrade();
             }
             None => {
                 self.take_main();
@@ -278,6 +280,25 @@ impl Driver {
             }
         }
         Ok(())
+    }
+
+    /// If the reload signal started the upgrade that created this process moments ago, a
+    /// control request for the same reload may arrive here (the old process has stopped
+    /// accepting on the control socket by then): it gets this upgrade's verdict.
+    fn inherited_signal_upgrade(&self) -> Option<SignalUpgrade> {
+        let t = self.parent.as_ref()?.signal_trigger_us?;
+        let age = Duration::from_micros(sys::monotonic_usec().saturating_sub(t));
+        let triggered = Instant::now().checked_sub(age)?;
+        (age <= JOIN_WINDOW).then(|| SignalUpgrade {
+            triggered,
+            triggered_us: t,
+            verdict: Some(Verdict::Upgraded(Upgraded {
+                pid: std::process::id() as i32,
+                generation: self.generation,
+                ready_after: age,
+                closed_after: Duration::ZERO,
+            })),
+        })
     }
 
     /// This process now holds the listeners alone and may upgrade.
@@ -361,6 +382,7 @@ impl Driver {
         if matches!(waiter, Waiter::Signal) {
             self.signal_upgrade = Some(SignalUpgrade {
                 triggered,
+                triggered_us: sys::monotonic_usec(),
                 verdict: None,
             });
         }
@@ -430,6 +452,11 @@ impl Driver {
             generation: self.generation + 1,
             draining,
             state,
+            signal_trigger_us: self
+                .signal_upgrade
+                .as_ref()
+                .filter(|su| su.verdict.is_none())
+                .map(|su| su.triggered_us),
         })
     }
 

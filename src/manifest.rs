@@ -112,6 +112,10 @@ pub struct Manifest {
     pub entries: Vec<Entry>,
     /// Length of the state blob that follows the manifest on the channel.
     pub state_len: Option<usize>,
+    /// `CLOCK_MONOTONIC` µs at which the reload signal triggered this upgrade, if it did: a
+    /// control request for the same `systemctl reload` may reach the successor and must
+    /// get this upgrade's verdict rather than start another.
+    pub signal_trigger_us: Option<u64>,
 }
 
 /// Checks a name: what systemd allows in `FDNAME=` minus anything that would need quoting
@@ -142,6 +146,9 @@ impl Manifest {
         }
         if let Some(len) = self.state_len {
             s.push_str(&format!("state {len}\n"));
+        }
+        if let Some(t) = self.signal_trigger_us {
+            s.push_str(&format!("signal-trigger {t}\n"));
         }
         s.push_str("end\n");
         s
@@ -240,6 +247,11 @@ impl Manifest {
                     m.state_len =
                         Some(len.ok_or_else(|| bad("state length missing or too large"))?);
                 }
+                Some("signal-trigger") if m.signal_trigger_us.is_none() => {
+                    let t = words.next().and_then(|w| w.parse::<u64>().ok());
+                    m.signal_trigger_us =
+                        Some(t.ok_or_else(|| bad("expected `signal-trigger MICROSECONDS`"))?);
+                }
                 _ => return Err(bad("unknown or repeated keyword")),
             }
             if words.next().is_some() {
@@ -289,6 +301,7 @@ mod tests {
                 },
             ],
             state_len: Some(17),
+            signal_trigger_us: Some(123_456_789),
         }
     }
 

@@ -20,6 +20,7 @@ pub(crate) struct Predecessor {
     pub generation: u64,
     pub draining: Vec<Ancestor>,
     pub state: Option<Vec<u8>>,
+    pub signal_trigger_us: Option<u64>,
 }
 
 /// Takes over from the process that started us, given `EXUVIA_HANDOVER`'s value.
@@ -52,6 +53,7 @@ pub(crate) fn take_over(
             channel,
             generation: manifest.generation,
             draining: manifest.draining,
+            signal_trigger_us: manifest.signal_trigger_us,
             state,
         }),
         Err(e) => {

@@ -106,7 +106,10 @@ fn a_successor_cannot_upgrade_before_its_handover_completes() {
         svc.log_tail(20)
     );
     assert!(svc.wait_log("was not ready within 3s", Duration::from_secs(10)));
-    assert!(wait_dead(successor, Duration::from_secs(5)), "the killed successor is gone");
+    assert!(
+        wait_dead(successor, Duration::from_secs(5)),
+        "the killed successor is gone"
+    );
     assert_eq!(svc.pid(), Some(first));
     svc.stop();
 }
@@ -161,5 +164,23 @@ fn a_control_request_joins_the_upgrade_the_reload_signal_started() {
         "still one upgrade per signal + request"
     );
     assert_eq!(svc.count_log("control request joined"), 2);
+    // The request arrives after the handover, at the new main (systemd 257 starts
+    // ExecReload= while the signal's upgrade runs): it still reports that upgrade.
+    signal(new, libc::SIGHUP);
+    let newest = svc
+        .wait_pid_change(Some(new), Duration::from_secs(5))
+        .unwrap();
+    let late =
+        request_upgrade(&ctl, Duration::from_secs(20)).expect("late request gets the verdict");
+    assert_eq!(
+        late.pid, newest,
+        "the verdict of the upgrade that made {newest}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        svc.count_log("starting successor"),
+        3,
+        "no second upgrade for the late request"
+    );
     svc.stop();
 }

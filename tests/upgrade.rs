@@ -138,7 +138,10 @@ fn failed_successors_leave_the_old_process_serving() {
     // No successor of a failed attempt is left behind.
     let started: Vec<u64> = log_field(&svc.log_lines(), "successor started", "successor_pid");
     for pid in &started {
-        assert!(wait_dead(*pid as i32, Duration::from_secs(5)), "failed successor {pid} still runs");
+        assert!(
+            wait_dead(*pid as i32, Duration::from_secs(5)),
+            "failed successor {pid} still runs"
+        );
     }
     // And a later upgrade works.
     let new = svc.upgrade(TAKEOVER);

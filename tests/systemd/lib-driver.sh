@@ -100,8 +100,10 @@ install_payload() {
     printf '[Service]\nEnvironment="ECHO_ARGS=%s"\n' "$SERVICE_ARGS" >"/etc/systemd/system/$SVC.d/args.conf"
     # Shipped units start the binary without flags: only add the test deadlines.
     # shellcheck disable=SC2016 # $ECHO_ARGS is for systemd to expand
+    # Keep the shipped ExecStart= (it may carry --control for ExecReload=).
     [[ $VARIANT == shipped ]] &&
-      printf 'ExecStart=\nExecStart=%s $ECHO_ARGS\n' "$BIN" >>"/etc/systemd/system/$SVC.d/args.conf"
+      printf 'ExecStart=\nExecStart=%s $ECHO_ARGS\n' "$(sed -n 's/^ExecStart=//p' "$units/$SVC" | head -n 1)" \
+        >>"/etc/systemd/system/$SVC.d/args.conf"
   fi
   # The real client once it supports the interface, else the python stand-in.
   if /usr/local/bin/exuvia load --help 2>/dev/null | grep -q -- --until-file; then
