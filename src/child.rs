@@ -77,6 +77,9 @@ pub(crate) fn spawn(plan: Plan<'_>) -> Result<Successor, UpgradeError> {
         state_len: plan.state.as_ref().map(|s| s.len()),
         signal_trigger_us: plan.signal_trigger_us,
     };
+    // The manifest fits the socket buffer, so it is queued before the fork: the successor
+    // reads it the moment it starts instead of waiting on this process to get round to it.
+    ours.send(manifest.encode().as_bytes())?;
     let fork = sys::DoubleFork {
         moves,
         keep_below: channel_target + 1,
@@ -119,22 +122,20 @@ pub(crate) fn spawn(plan: Plan<'_>) -> Result<Successor, UpgradeError> {
         pidfd,
         channel: ours,
     };
-    send_manifest(&successor, manifest, plan.state)?;
+    if let Some(blob) = plan.state {
+        send_state(&successor, blob)?;
+    }
     Ok(successor)
 }
 
-/// Writes the manifest and the state blob from a short-lived thread: a successor that
-/// never reads must not be able to block the control loop, which enforces the deadline.
-fn send_manifest(s: &Successor, manifest: Manifest, state: Option<Arc<Vec<u8>>>) -> io::Result<()> {
+/// Writes the state blob from a short-lived thread: it may exceed the socket buffer, and a
+/// successor that never reads must not block the control loop, which enforces the deadline.
+fn send_state(s: &Successor, blob: Arc<Vec<u8>>) -> io::Result<()> {
     let ch = Channel::from_fd(s.channel.as_fd().try_clone_to_owned()?);
     let pid = s.pid;
-    std::thread::Builder::new().name("exuvia-manifest".into()).spawn(move || {
-        let sent = ch.send(manifest.encode().as_bytes()).and_then(|()| match &state {
-            Some(blob) => ch.send_blob(blob),
-            None => Ok(()),
-        });
-        if let Err(e) = sent {
-            tracing::debug!(successor_pid = pid, error = %e, "could not send the manifest (successor gone?)");
+    std::thread::Builder::new().name("exuvia-state".into()).spawn(move || {
+        if let Err(e) = ch.send_blob(&blob) {
+            tracing::debug!(successor_pid = pid, error = %e, "could not send the state blob (successor gone?)");
         }
     })?;
     Ok(())

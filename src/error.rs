@@ -16,6 +16,9 @@ pub enum Error {
     /// The same name registered twice.
     #[error("{0:?} is already registered; every socket needs its own name")]
     DuplicateName(String),
+    /// More fds than one handover carries.
+    #[error("at most {0} fds can be registered for the handover")]
+    TooManyFds(usize),
     /// An inherited fd is not what the service asks for under that name.
     #[error(
         "the inherited fd named {name:?} is {found}, but the service asked for a {wanted} socket; rename one of them or restart the service to rebind"

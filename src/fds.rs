@@ -82,6 +82,9 @@ impl Registry {
         if self.registered.iter().any(|(n, _, _)| n == name) {
             return Err(Error::DuplicateName(name.to_owned()));
         }
+        if self.registered.len() >= crate::manifest::MAX_ENTRIES {
+            return Err(Error::TooManyFds(crate::manifest::MAX_ENTRIES));
+        }
         let (fd, origin) = match self.inherited.remove(name) {
             Some(inh) => {
                 if let Some(declared) = inh.kind.filter(|k| *k != kind) {

@@ -22,8 +22,9 @@ use crate::error::ManifestError;
 /// Wire version; bump on any incompatible change.
 pub const PROTOCOL_VERSION: u32 = 1;
 const MAGIC: &str = "exuvia-handover";
-/// No real service hands over more; a bound keeps a hostile manifest from costing memory.
-const MAX_ENTRIES: usize = 4096;
+/// No real service hands over more; the bound keeps the manifest well inside one message
+/// (and the socket buffer), and a hostile one from costing memory.
+pub const MAX_ENTRIES: usize = 256;
 /// Upper bound for the opaque state blob.
 pub const MAX_STATE_LEN: usize = 64 << 20;
 
