@@ -16,20 +16,9 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    support::init_logging();
-    let args = match support::parse_args("127.0.0.1:8080") {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("echo: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(args).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("echo: {e}");
-            ExitCode::FAILURE
-        }
+    match support::start("echo", "127.0.0.1:8080") {
+        Ok(args) => support::exit("echo", run(args).await),
+        Err(code) => code,
     }
 }
 

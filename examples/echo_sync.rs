@@ -7,20 +7,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 fn main() -> ExitCode {
-    support::init_logging();
-    let args = match support::parse_args("127.0.0.1:8080") {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("echo_sync: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("echo_sync: {e}");
-            ExitCode::FAILURE
-        }
+    match support::start("echo_sync", "127.0.0.1:8080") {
+        Ok(args) => support::exit("echo_sync", run(args)),
+        Err(code) => code,
     }
 }
 

@@ -9,20 +9,9 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    support::init_logging();
-    let args = match support::parse_args("/tmp/exuvia-echo.sock") {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("echo_unix: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(args).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("echo_unix: {e}");
-            ExitCode::FAILURE
-        }
+    match support::start("echo_unix", "/tmp/exuvia-echo.sock") {
+        Ok(args) => support::exit("echo_unix", run(args).await),
+        Err(code) => code,
     }
 }
 

@@ -15,20 +15,9 @@ use hyper_util::rt::TokioIo;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    support::init_logging();
-    let args = match support::parse_args("127.0.0.1:8080") {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("http: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(args).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("http: {e}");
-            ExitCode::FAILURE
-        }
+    match support::start("http", "127.0.0.1:8080") {
+        Ok(args) => support::exit("http", run(args).await),
+        Err(code) => code,
     }
 }
 

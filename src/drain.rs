@@ -52,6 +52,30 @@ pub struct DrainReport {
     pub elapsed: Duration,
 }
 
+impl DrainReport {
+    /// Builds the report and logs the **exit** phase; shared by the sync and async drains.
+    pub(crate) fn finished(
+        reason: DrainReason,
+        open_at_start: usize,
+        cut: usize,
+        start: Instant,
+    ) -> DrainReport {
+        let report = DrainReport {
+            reason,
+            open_at_start,
+            cut,
+            elapsed: start.elapsed(),
+        };
+        tracing::info!(
+            phase = "exit",
+            elapsed_ms = report.elapsed.as_millis() as u64,
+            cut,
+            "drain finished"
+        );
+        report
+    }
+}
+
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, Conns> {
         self.conns.lock().unwrap_or_else(|e| e.into_inner())
@@ -144,19 +168,7 @@ impl Tracker {
             }
         }
         self.inner.finish.store(true, Ordering::Release);
-        let report = DrainReport {
-            reason,
-            open_at_start,
-            cut,
-            elapsed: start.elapsed(),
-        };
-        tracing::info!(
-            phase = "exit",
-            elapsed_ms = report.elapsed.as_millis() as u64,
-            cut,
-            "drain finished"
-        );
-        report
+        DrainReport::finished(reason, open_at_start, cut, start)
     }
 }
 

@@ -412,47 +412,32 @@ impl Driver {
     fn on_successor_event(&mut self) {
         let Some(f) = &self.inflight else { return };
         let pid = f.successor.pid;
-        match f.successor.answer() {
-            Answer::Ready if !f.successor.exited() => self.hand_over(),
-            Answer::Ready | Answer::Gone => {
-                let f = self.inflight.take().expect("checked above");
-                self.fail(Some(f.successor), f.waiter, UpgradeError::Exited { pid });
+        let exited = f.successor.exited();
+        let outcome = match f.successor.answer() {
+            Answer::Ready if !exited => Ok(()),
+            Answer::Failed(reason) => Err(UpgradeError::Failed { pid, reason }),
+            Answer::Malformed(message) if !exited => Err(UpgradeError::Protocol { pid, message }),
+            Answer::Ready | Answer::Gone | Answer::Malformed(_) => {
+                Err(UpgradeError::Exited { pid })
             }
-            Answer::Failed(reason) => {
-                let f = self.inflight.take().expect("checked above");
-                self.fail(
-                    Some(f.successor),
-                    f.waiter,
-                    UpgradeError::Failed { pid, reason },
-                );
-            }
-            Answer::Malformed(_) if f.successor.exited() => {
-                let f = self.inflight.take().expect("checked above");
-                self.fail(Some(f.successor), f.waiter, UpgradeError::Exited { pid });
-            }
-            Answer::Malformed(message) => {
-                let f = self.inflight.take().expect("checked above");
-                self.fail(
-                    Some(f.successor),
-                    f.waiter,
-                    UpgradeError::Protocol { pid, message },
-                );
-            }
+        };
+        let Some(f) = self.inflight.take() else {
+            return;
+        };
+        match outcome {
+            Ok(()) => self.hand_over(f),
+            Err(e) => self.fail(Some(f.successor), f.waiter, e),
         }
     }
 
     fn on_timer(&mut self) {
         let now = Instant::now();
-        if let Some(f) = &self.inflight {
-            if now >= f.deadline {
-                let f = self.inflight.take().expect("checked above");
-                let pid = f.successor.pid;
-                let e = UpgradeError::Timeout {
-                    pid,
-                    timeout: self.cfg.ready_timeout,
-                };
-                self.fail(Some(f.successor), f.waiter, e);
-            }
+        if let Some(f) = self.inflight.take_if(|f| now >= f.deadline) {
+            let e = UpgradeError::Timeout {
+                pid: f.successor.pid,
+                timeout: self.cfg.ready_timeout,
+            };
+            self.fail(Some(f.successor), f.waiter, e);
         }
         if let Some(at) = self.next_watchdog {
             if now >= at {
@@ -480,11 +465,7 @@ impl Driver {
     }
 
     /// **hand over**: make the successor main, stop accepting, let go of every listener.
-    fn hand_over(&mut self) {
-        let f = self
-            .inflight
-            .take()
-            .expect("called with an upgrade in flight");
+    fn hand_over(&mut self, f: InFlight) {
         let ready_at = Instant::now();
         let s = &f.successor;
         let status = format!(

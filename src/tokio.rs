@@ -290,19 +290,7 @@ impl Connections {
             }
         }
         self.finish.cancel();
-        let report = DrainReport {
-            reason,
-            open_at_start,
-            cut,
-            elapsed: start.elapsed(),
-        };
-        tracing::info!(
-            phase = "exit",
-            elapsed_ms = report.elapsed.as_millis() as u64,
-            cut,
-            "drain finished"
-        );
-        report
+        DrainReport::finished(reason, open_at_start, cut, start)
     }
 }
 

@@ -293,6 +293,13 @@ impl Exuvia {
         Ok(fd)
     }
 
+    fn wrap<T: From<OwnedFd> + AsFd + Send + Sync + 'static>(
+        &self,
+        fd: OwnedFd,
+    ) -> Result<Listener<T>, Error> {
+        Ok(Listener::new(nonblocking(T::from(fd))?, self.lifecycle()))
+    }
+
     /// A TCP listener named `name`: inherited if the previous generation (or systemd) has
     /// one by that name, else bound to `addr`. A port 0 keeps the port it first got.
     pub fn listen_tcp(
@@ -312,10 +319,7 @@ impl Exuvia {
         mut configure: impl FnMut(&Socket) -> io::Result<()>,
     ) -> Result<Listener<TcpListener>, Error> {
         let fd = self.claim_inet(name, FdKind::Tcp, addr, &mut configure)?;
-        Ok(Listener::new(
-            nonblocking(TcpListener::from(fd))?,
-            self.lifecycle(),
-        ))
+        self.wrap::<TcpListener>(fd)
     }
 
     /// A Unix stream listener at `path` (a stale socket file nobody listens on is replaced).
@@ -327,10 +331,7 @@ impl Exuvia {
         let fd = self.claim(name, FdKind::Unix, || {
             sockets::unix(name, FdKind::Unix, path.as_ref(), &mut |_| Ok(()))
         })?;
-        Ok(Listener::new(
-            nonblocking(UnixListener::from(fd))?,
-            self.lifecycle(),
-        ))
+        self.wrap::<UnixListener>(fd)
     }
 
     /// A Unix seqpacket listener at `path`.
@@ -342,10 +343,7 @@ impl Exuvia {
         let fd = self.claim(name, FdKind::UnixSeqpacket, || {
             sockets::unix(name, FdKind::UnixSeqpacket, path.as_ref(), &mut |_| Ok(()))
         })?;
-        let s = Socket::from(fd);
-        s.set_nonblocking(true)
-            .map_err(Error::io("setting O_NONBLOCK"))?;
-        Ok(Listener::new(s, self.lifecycle()))
+        self.wrap::<Socket>(fd)
     }
 
     /// A UDP socket named `name`.
@@ -355,10 +353,7 @@ impl Exuvia {
         addr: impl ToSocketAddrs,
     ) -> Result<Listener<UdpSocket>, Error> {
         let fd = self.claim_inet(name, FdKind::Udp, addr, &mut |_| Ok(()))?;
-        Ok(Listener::new(
-            nonblocking(UdpSocket::from(fd))?,
-            self.lifecycle(),
-        ))
+        self.wrap::<UdpSocket>(fd)
     }
 
     /// A Unix datagram socket bound at `path`.
@@ -370,10 +365,7 @@ impl Exuvia {
         let fd = self.claim(name, FdKind::UnixDatagram, || {
             sockets::unix(name, FdKind::UnixDatagram, path.as_ref(), &mut |_| Ok(()))
         })?;
-        Ok(Listener::new(
-            nonblocking(UnixDatagram::from(fd))?,
-            self.lifecycle(),
-        ))
+        self.wrap::<UnixDatagram>(fd)
     }
 
     /// Any other fd the successor should get (a memfd, a pipe, an eventfd…).

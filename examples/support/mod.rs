@@ -109,7 +109,30 @@ impl Args {
     }
 }
 
-pub fn init_logging() {
+/// Sets up logging and parses the flags; bad flags print one line and give exit code 2.
+pub fn start(example: &str, default_listen: &str) -> Result<Args, std::process::ExitCode> {
+    init_logging();
+    parse_args(default_listen).map_err(|e| {
+        eprintln!("{example}: {e}");
+        std::process::ExitCode::from(2)
+    })
+}
+
+/// The process exit code for the server's result.
+pub fn exit(
+    example: &str,
+    result: Result<(), Box<dyn std::error::Error>>,
+) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{example}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     tracing_subscriber::fmt()
