@@ -5,22 +5,88 @@ use std::collections::HashSet;
 use std::fs;
 use std::time::Duration;
 
-/// Inodes of the TCP sockets in LISTEN state on `port` (IPv4, /proc/net/tcp).
+/// Inodes of the TCP sockets in LISTEN state on `port` (IPv4), asked through sock_diag
+/// netlink with a LISTEN-only state filter. /proc/net/tcp would do, but it lists every
+/// TIME_WAIT socket the load leaves behind (tens of thousands): reading it takes ~200 ms of
+/// kernel time, which would perturb the very upgrade being measured.
 pub fn listen_inodes(port: u16) -> HashSet<u64> {
-    let want = format!(":{port:04X}");
-    let Ok(text) = fs::read_to_string("/proc/net/tcp") else {
-        return HashSet::new();
+    listen_inodes_diag(port).unwrap_or_default()
+}
+
+fn listen_inodes_diag(port: u16) -> std::io::Result<HashSet<u64>> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    const SOCK_DIAG_BY_FAMILY: u16 = 20;
+    const TCP_LISTEN: u32 = 10;
+    // SAFETY: plain socket(2); the fd is owned right below.
+    let raw = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            libc::NETLINK_SOCK_DIAG,
+        )
     };
-    text.lines()
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            // sl local rem st tx:rx tr:when retrnsmt uid timeout inode
-            (f.len() > 9 && f[1].ends_with(&want) && f[3] == "0A")
-                .then(|| f[9].parse().ok())
-                .flatten()
-        })
-        .collect()
+    if raw < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh fd nobody else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // nlmsghdr (16 bytes) + inet_diag_req_v2 (56 bytes), native endian except the port.
+    let mut req = [0u8; 72];
+    req[0..4].copy_from_slice(&72u32.to_ne_bytes());
+    req[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
+    req[6..8].copy_from_slice(&flags.to_ne_bytes());
+    req[16] = libc::AF_INET as u8;
+    req[17] = libc::IPPROTO_TCP as u8;
+    req[20..24].copy_from_slice(&(1u32 << TCP_LISTEN).to_ne_bytes());
+    // SAFETY: sends our initialised buffer; a zeroed sockaddr_nl addresses the kernel.
+    let sent = unsafe {
+        let mut kernel: libc::sockaddr_nl = std::mem::zeroed();
+        kernel.nl_family = libc::AF_NETLINK as u16;
+        libc::sendto(
+            fd.as_raw_fd(),
+            req.as_ptr().cast(),
+            req.len(),
+            0,
+            (&kernel as *const libc::sockaddr_nl).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as u32,
+        )
+    };
+    if sent < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut out = HashSet::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    for _ in 0..10_000 {
+        // SAFETY: recv writes at most buf.len() bytes into buf.
+        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let data = &buf[..n as usize];
+        let mut off = 0;
+        while off + 16 <= data.len() {
+            let len =
+                u32::from_ne_bytes(data[off..off + 4].try_into().unwrap_or_default()) as usize;
+            let kind = u16::from_ne_bytes(data[off + 4..off + 6].try_into().unwrap_or_default());
+            if len < 16 || off + len > data.len() {
+                return Ok(out);
+            }
+            match kind as i32 {
+                libc::NLMSG_DONE | libc::NLMSG_ERROR => return Ok(out),
+                _ => {
+                    // inet_diag_msg: family, state, timer, retrans, then the socket id whose
+                    // first field is the source port (big endian); the inode is at offset 68.
+                    let m = &data[off + 16..off + len];
+                    if m.len() >= 72 && u16::from_be_bytes([m[4], m[5]]) == port {
+                        out.insert(u32::from_ne_bytes([m[68], m[69], m[70], m[71]]) as u64);
+                    }
+                }
+            }
+            off += (len + 3) & !3;
+        }
+    }
+    Ok(out)
 }
 
 fn socket_inode(pid: i32, fd: &str) -> Option<u64> {
