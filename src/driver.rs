@@ -77,6 +77,8 @@ pub(crate) struct Driver {
     main: bool,
     ready: bool,
     inflight: Option<InFlight>,
+    /// A trigger that arrived between our `ready` and the predecessor's `complete`.
+    deferred: Option<Waiter>,
     next_watchdog: Option<Instant>,
 }
 
@@ -110,6 +112,7 @@ impl Driver {
             main: false,
             ready: false,
             inflight: None,
+            deferred: None,
             next_watchdog: None,
         }
     }
@@ -290,17 +293,18 @@ impl Driver {
     fn on_parent_message(&mut self) {
         let Some(p) = &self.parent else { return };
         match p.poll_complete() {
-            Ok(false) => {}
+            Ok(false) => return,
             Ok(true) => {
-                self.parent = None;
-                self.take_main();
-                tracing::info!("handover complete: this generation is the only one accepting");
+                tracing::info!("handover complete: this generation is the only one accepting")
             }
             Err(m) => {
-                tracing::warn!(message = %m, "unexpected message from the previous generation; treating the handover as complete");
-                self.parent = None;
-                self.take_main();
+                tracing::warn!(message = %m, "unexpected message from the previous generation; treating the handover as complete")
             }
+        }
+        self.parent = None;
+        self.take_main();
+        if let Some(w) = self.deferred.take() {
+            self.trigger(w);
         }
     }
 
@@ -313,13 +317,22 @@ impl Driver {
 
     /// **spawn**: start an upgrade unless one is running or this process may not upgrade.
     fn trigger(&mut self, waiter: Waiter) {
-        if self.inflight.is_some() {
+        if self.inflight.is_some() || self.deferred.is_some() {
             tracing::info!("upgrade already in progress; trigger coalesced");
             waiter.reply(Err(UpgradeError::InProgress));
             return;
         }
         let refusal = if self.draining_now() {
             Some(UpgradeError::ShuttingDown)
+        } else if !self.main && self.ready && self.parent.is_some() {
+            // systemd signals the new main as soon as MAINPID= names it, which can be a few
+            // hundred µs before the old process has let go of the listeners: start right
+            // after, or the reload would hang until its timeout.
+            tracing::info!(
+                "upgrade requested while taking over; it starts once the handover completes"
+            );
+            self.deferred = Some(waiter);
+            return;
         } else if !self.main {
             Some(UpgradeError::HandoverPending)
         } else {
@@ -542,6 +555,9 @@ impl Driver {
         }
         if let Some(f) = self.inflight.take() {
             self.fail(Some(f.successor), f.waiter, UpgradeError::ShuttingDown);
+        }
+        if let Some(w) = self.deferred.take() {
+            w.reply(Err(UpgradeError::ShuttingDown));
         }
         if self.main {
             self.notifier.stopping();

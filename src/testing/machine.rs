@@ -1,0 +1,544 @@
+//! The state machine: systemd's `service.c` notification semantics for `Type=notify-reload`,
+//! plus the rule checks. Pure bookkeeping over [`Unit`]; the event loop and the public API in
+//! `mod.rs` decide *when* these handlers run.
+
+use std::os::fd::OwnedFd;
+use std::time::Duration;
+
+use super::proto::{self, FLAG_FIELDS, Fields, Message, Rule, Violation, monotonic_now};
+use super::socket::Received;
+use super::types::{
+    ExitEvent, NotifyAccess, ReloadInitiator, ReloadRecord, ReloadResult, SimConfig, State,
+};
+use super::unit::{Disposition, Exit, Unit, pidfd_pid, proc_stat, signal_disposition};
+
+/// `MONOTONIC_USEC=` this far ahead of our clock cannot be CLOCK_MONOTONIC.
+const FUTURE_SLACK: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Timer {
+    Start,
+    Reload,
+    /// SIGKILL whatever is left.
+    Kill,
+}
+
+/// Why the first start did not reach `Running`.
+#[derive(Debug, Clone)]
+pub(crate) enum StartFailure {
+    Protocol(Violation),
+    MainExited(u32, Exit),
+    Timeout,
+}
+
+pub(crate) struct Inner {
+    pub(crate) cfg: SimConfig,
+    pub(crate) notify_access: NotifyAccess,
+    pub(crate) state: State,
+    pub(crate) main_pid: Option<u32>,
+    pub(crate) unit: Unit,
+    /// Whether the simulator spawned the unit (then Drop may kill it).
+    pub(crate) spawned: bool,
+    pub(crate) messages: Vec<Message>,
+    pub(crate) violations: Vec<Violation>,
+    pub(crate) exits: Vec<ExitEvent>,
+    pub(crate) reloads: Vec<ReloadRecord>,
+    pub(crate) status: Option<String>,
+    pub(crate) errno: Option<i32>,
+    pub(crate) watchdog_pings: u64,
+    pub(crate) main_pidfd_id: Option<u64>,
+    pub(crate) fd_store: Vec<(String, OwnedFd)>,
+    pub(crate) reload_begin: Duration,
+    pub(crate) timer: Option<(Duration, Timer)>,
+    pub(crate) start_failure: Option<StartFailure>,
+    /// Whether the stop signal went out (a `STOPPING=1` stop waits for main to exit first).
+    pub(crate) term_sent: bool,
+    pub(crate) sigkilled: Vec<u32>,
+    pub(crate) shutdown: bool,
+}
+
+impl Inner {
+    pub(crate) fn new(cfg: SimConfig) -> Inner {
+        Inner {
+            notify_access: cfg.notify_access,
+            cfg,
+            state: State::Dead,
+            main_pid: None,
+            unit: Unit::new(),
+            spawned: false,
+            messages: Vec::new(),
+            violations: Vec::new(),
+            exits: Vec::new(),
+            reloads: Vec::new(),
+            status: None,
+            errno: None,
+            watchdog_pings: 0,
+            main_pidfd_id: None,
+            fd_store: Vec::new(),
+            reload_begin: Duration::ZERO,
+            timer: None,
+            start_failure: None,
+            term_sent: false,
+            sigkilled: Vec::new(),
+            shutdown: false,
+        }
+    }
+
+    fn violate(&mut self, rule: Rule, rx: Option<(&str, u32)>, detail: impl Into<String>) {
+        self.violations.push(Violation {
+            rule,
+            datagram: rx.map(|(d, _)| d.to_owned()).unwrap_or_default(),
+            sender_pid: rx.map(|(_, p)| p),
+            at: monotonic_now(),
+            detail: detail.into(),
+        });
+    }
+
+    /// The unit begins running `pid` as main (after spawn or `set_main_pid`).
+    pub(crate) fn begin_start(&mut self, pid: u32) {
+        self.main_pid = Some(pid);
+        self.state = State::Start;
+        self.start_failure = None;
+        self.term_sent = false;
+        self.sigkilled.clear();
+        self.timer = Some((monotonic_now() + self.cfg.start_timeout, Timer::Start));
+    }
+
+    fn authorized(&mut self, pid: u32) -> bool {
+        match self.notify_access {
+            NotifyAccess::None => false,
+            NotifyAccess::Main | NotifyAccess::Exec => self.main_pid == Some(pid),
+            NotifyAccess::All => self.main_pid == Some(pid) || self.unit.is_member(pid),
+        }
+    }
+
+    /// Reload-signal check of systemd ≥ 262; returns the violation if the main process would
+    /// be killed (or ignore) the signal.
+    pub(crate) fn check_reload_handler(&mut self, rx: Option<(&str, u32)>) -> Option<Violation> {
+        let pid = self.main_pid?;
+        let sig = self.cfg.reload_signal;
+        let how = match signal_disposition(pid, sig)? {
+            Disposition::Caught | Disposition::Blocked => return None,
+            Disposition::Ignored => "ignores it (the reload would hang)",
+            Disposition::Default => "has the default action (the reload signal would kill it)",
+        };
+        self.violate(
+            Rule::ReloadSignalNotCaught,
+            rx,
+            format!("main process {pid} neither catches nor blocks signal {sig}: it {how}"),
+        );
+        self.violations.last().cloned()
+    }
+
+    pub(crate) fn on_datagram(&mut self, rx: Received) {
+        let text = String::from_utf8_lossy(&rx.data).into_owned();
+        let authorized = self.authorized(rx.pid);
+        self.messages.push(Message {
+            datagram: text.clone(),
+            sender_pid: rx.pid,
+            sender_uid: rx.uid,
+            at: monotonic_now(),
+            fds: rx.fds.len(),
+            authorized,
+        });
+        let ev = Some((text.as_str(), rx.pid));
+        if rx.truncated {
+            self.violate(
+                Rule::MalformedDatagram,
+                ev,
+                "truncated (longer than 4096 bytes or too many fds)",
+            );
+            return;
+        }
+        let fields = match proto::parse(&rx.data) {
+            Ok(f) => f,
+            Err(why) => return self.violate(Rule::MalformedDatagram, ev, why),
+        };
+        if !authorized {
+            let detail = format!(
+                "NotifyAccess={:?}, main pid {:?}, sender {}",
+                self.notify_access, self.main_pid, rx.pid
+            );
+            self.violate(Rule::Unauthorized, ev, detail);
+            if fields.flag("STOPPING") {
+                self.violate(Rule::StoppingFromNonMain, ev, "");
+            }
+            return;
+        }
+        self.lint(&fields, ev);
+        // MAINPIDFD=1 (v257): the main process is named by the sole fd, a pidfd; it wins over
+        // MAINPID=.
+        let by_pidfd = match (fields.flag("MAINPIDFD"), rx.fds.as_slice()) {
+            (true, [fd]) => match pidfd_pid(fd) {
+                Some(pid) => Some(pid.to_string()),
+                None => {
+                    self.violate(
+                        Rule::MalformedField,
+                        ev,
+                        "MAINPIDFD=1 fd is not a live pidfd",
+                    );
+                    None
+                }
+            },
+            (true, _) => {
+                let n = rx.fds.len();
+                self.violate(
+                    Rule::MalformedField,
+                    ev,
+                    format!("MAINPIDFD=1 with {n} fds"),
+                );
+                None
+            }
+            (false, _) => None,
+        };
+        if let Some(v) = by_pidfd.as_deref().or(fields.get("MAINPID")) {
+            if matches!(
+                self.state,
+                State::Start
+                    | State::Running
+                    | State::ReloadSignal
+                    | State::ReloadNotify
+                    | State::Stopping
+            ) {
+                self.main_pid_field(v, rx.uid, ev);
+            }
+        }
+        // Before the state fields so a completing READY=1 records its own datagram's STATUS=.
+        if let Some(s) = fields.get("STATUS") {
+            self.status = Some(s.to_owned());
+        }
+        self.state_fields(&fields, ev);
+        self.other_fields(&fields, rx.fds, ev);
+    }
+
+    fn lint(&mut self, fields: &Fields, ev: Option<(&str, u32)>) {
+        for line in &fields.bad_lines {
+            self.violate(
+                Rule::MalformedField,
+                ev,
+                format!("line without '=': {line:?}"),
+            );
+        }
+        for (k, v) in &fields.pairs {
+            if FLAG_FIELDS.contains(&k.as_str()) && v != "1" {
+                self.violate(
+                    Rule::MalformedField,
+                    ev,
+                    format!("{k}={v}: only {k}=1 means anything"),
+                );
+            }
+        }
+    }
+
+    fn main_pid_field(&mut self, value: &str, sender_uid: u32, ev: Option<(&str, u32)>) {
+        let Some(pid) = value.parse::<u32>().ok().filter(|&p| p > 1) else {
+            return self.violate(Rule::MalformedField, ev, format!("MAINPID={value}"));
+        };
+        if self.main_pid == Some(pid) {
+            return;
+        }
+        let Some(st) = proc_stat(pid).filter(|s| !s.zombie) else {
+            return self.violate(Rule::MainPidDead, ev, format!("pid {pid}"));
+        };
+        if !self.unit.is_member(pid) {
+            // systemd would accept this from a root sender. We refuse regardless: tests often
+            // run as root, and adopting a stranger (perhaps the test process itself) as main
+            // would hide the bug and let `stop` signal it.
+            let detail = format!("pid {pid} (sender uid {sender_uid}); refused");
+            return self.violate(Rule::MainPidNotMember, ev, detail);
+        }
+        if st.ppid != self.unit.self_pid() {
+            let detail = format!(
+                "pid {pid}'s parent is {}, not the manager ({}): systemd would log \
+                 \"Supervising process {pid} which is not our child\"",
+                st.ppid,
+                self.unit.self_pid()
+            );
+            self.violate(Rule::AlienMainPid, ev, detail);
+        }
+        self.main_pid = Some(pid);
+    }
+
+    fn monotonic_ok(&mut self, fields: &Fields, ev: Option<(&str, u32)>) -> bool {
+        let reloading = fields.flag("RELOADING");
+        let Some(raw) = fields.get("MONOTONIC_USEC") else {
+            if reloading {
+                self.violate(Rule::ReloadingWithoutMonotonicUsec, ev, "");
+            }
+            return false;
+        };
+        if !reloading {
+            self.violate(Rule::MonotonicUsecWithoutReloading, ev, "");
+        }
+        let Ok(usec) = raw.parse::<u64>() else {
+            self.violate(Rule::BadMonotonicUsec, ev, format!("unparseable: {raw:?}"));
+            return false;
+        };
+        let stamp = Duration::from_micros(usec);
+        let now = monotonic_now();
+        if stamp > now + FUTURE_SLACK {
+            let detail = format!(
+                "{usec} is {:.1}s ahead of CLOCK_MONOTONIC ({}): CLOCK_REALTIME?",
+                (stamp - now).as_secs_f64(),
+                now.as_micros()
+            );
+            self.violate(Rule::BadMonotonicUsec, ev, detail);
+            return false;
+        }
+        if reloading && self.state == State::ReloadSignal && stamp < self.reload_begin {
+            let detail = format!(
+                "{usec} < {} (the reload signal was sent {:.3}s later)",
+                self.reload_begin.as_micros(),
+                (self.reload_begin - stamp).as_secs_f64()
+            );
+            self.violate(Rule::StaleMonotonicUsec, ev, detail);
+            return false;
+        }
+        true
+    }
+
+    /// STOPPING=1 > READY=1 > RELOADING=1, as in `service_notify_message_process_state`.
+    fn state_fields(&mut self, fields: &Fields, ev: Option<(&str, u32)>) {
+        let valid_mono = self.monotonic_ok(fields, ev);
+        let reloading = fields.flag("RELOADING");
+        let sender = ev.map(|(_, p)| p);
+        if fields.flag("STOPPING") {
+            if sender != self.main_pid {
+                self.violate(
+                    Rule::StoppingFromNonMain,
+                    ev,
+                    format!("main pid is {:?}", self.main_pid),
+                );
+            }
+            if matches!(
+                self.state,
+                State::Running | State::ReloadSignal | State::ReloadNotify
+            ) {
+                self.finish_reload(ReloadResult::Stopped);
+                self.state = State::Stopping;
+                self.term_sent = false;
+                self.timer = Some((monotonic_now() + self.cfg.stop_timeout, Timer::Kill));
+            }
+        } else if fields.flag("READY") {
+            match self.state {
+                State::Start => {
+                    let bad = self.check_reload_handler(ev);
+                    match bad {
+                        Some(v) if self.cfg.fail_start_without_reload_handler => {
+                            self.start_failure = Some(StartFailure::Protocol(v));
+                            self.enter_stop(libc::SIGTERM, self.cfg.stop_timeout);
+                        }
+                        _ => {
+                            self.state = State::Running;
+                            self.timer = None;
+                        }
+                    }
+                }
+                State::ReloadNotify => self.complete_reload(ev),
+                State::ReloadSignal if reloading && valid_mono => self.complete_reload(ev),
+                State::ReloadSignal if !reloading => {
+                    self.violate(Rule::ReadyWithoutReloading, ev, "");
+                }
+                _ => {}
+            }
+        } else if reloading {
+            match self.state {
+                State::ReloadSignal if valid_mono => self.state = State::ReloadNotify,
+                State::Running => {
+                    self.begin_reload(ReloadInitiator::Service, monotonic_now());
+                    self.state = State::ReloadNotify;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn other_fields(&mut self, fields: &Fields, fds: Vec<OwnedFd>, ev: Option<(&str, u32)>) {
+        if let Some(v) = fields.get("NOTIFYACCESS") {
+            match NotifyAccess::parse(v) {
+                Some(a) => self.notify_access = a,
+                None => self.violate(Rule::MalformedField, ev, format!("NOTIFYACCESS={v}")),
+            }
+        }
+        if let Some(v) = fields.get("ERRNO") {
+            match v.parse() {
+                Ok(e) => self.errno = Some(e),
+                Err(_) => self.violate(Rule::MalformedField, ev, format!("ERRNO={v}")),
+            }
+        }
+        if let Some(v) = fields.get("EXTEND_TIMEOUT_USEC") {
+            match v.parse::<u64>() {
+                Ok(us) => {
+                    let until = monotonic_now() + Duration::from_micros(us);
+                    if let Some((at, _)) = self.timer.as_mut() {
+                        *at = (*at).max(until);
+                    }
+                }
+                Err(_) => {
+                    self.violate(Rule::MalformedField, ev, format!("EXTEND_TIMEOUT_USEC={v}"))
+                }
+            }
+        }
+        if fields
+            .pairs
+            .iter()
+            .any(|(k, v)| k == "WATCHDOG" && v == "1")
+        {
+            self.watchdog_pings += 1;
+        }
+        if let Some(v) = fields.get("MAINPIDFDID") {
+            match v.parse() {
+                Ok(id) => self.main_pidfd_id = Some(id),
+                Err(_) => self.violate(Rule::MalformedField, ev, format!("MAINPIDFDID={v}")),
+            }
+        }
+        if fds.is_empty() {
+            return;
+        }
+        if fields.flag("FDSTORE") {
+            let name = fields.get("FDNAME").unwrap_or("stored").to_owned();
+            let room = self.cfg.fdstore_max.saturating_sub(self.fd_store.len());
+            // Beyond FileDescriptorStoreMax= systemd closes the rest without telling anyone.
+            self.fd_store
+                .extend(fds.into_iter().take(room).map(|fd| (name.clone(), fd)));
+        } else if !fields.flag("BARRIER") && !fields.flag("MAINPIDFD") {
+            self.violate(
+                Rule::UnexpectedFds,
+                ev,
+                format!("{} fd(s) closed", fds.len()),
+            );
+        }
+        // Remaining fds drop here: closing a BARRIER=1 pipe is exactly the acknowledgement.
+    }
+
+    pub(crate) fn begin_reload(&mut self, by: ReloadInitiator, begin: Duration) {
+        self.reload_begin = begin;
+        self.reloads.push(ReloadRecord {
+            initiated_by: by,
+            begin,
+            end: None,
+            old_main: self.main_pid,
+            new_main: None,
+            result: None,
+            status: None,
+            first_violation: self.violations.len(),
+        });
+        self.timer = Some((begin + self.cfg.reload_timeout, Timer::Reload));
+    }
+
+    fn finish_reload(&mut self, result: ReloadResult) {
+        let (main, status) = (self.main_pid, self.status.clone());
+        if let Some(r) = self.reloads.last_mut().filter(|r| r.result.is_none()) {
+            r.result = Some(result);
+            r.end = Some(monotonic_now());
+            r.new_main = main;
+            r.status = status;
+        }
+    }
+
+    fn complete_reload(&mut self, ev: Option<(&str, u32)>) {
+        self.finish_reload(ReloadResult::Done);
+        self.state = State::Running;
+        self.timer = None;
+        // A successor that becomes main must already handle the signal of the *next* reload.
+        self.check_reload_handler(ev);
+    }
+
+    /// Sends `signal` to every member and waits (via the Kill timer) at most `timeout`.
+    pub(crate) fn enter_stop(&mut self, signal: i32, timeout: Duration) {
+        self.finish_reload(ReloadResult::Stopped);
+        self.unit.scan();
+        self.unit.signal_all(signal);
+        self.term_sent = true;
+        self.state = State::Stopping;
+        self.timer = Some((monotonic_now() + timeout, Timer::Kill));
+        self.maybe_dead();
+    }
+
+    fn maybe_dead(&mut self) {
+        if self.state == State::Stopping && self.unit.members.is_empty() {
+            self.state = State::Dead;
+            self.timer = None;
+            self.main_pid = None;
+            // Session ids are pids; once empty they may be reused by strangers.
+            self.unit.sessions.clear();
+        }
+    }
+
+    pub(crate) fn on_exit(&mut self, pid: u32) {
+        let Some(exit) = self.unit.exited(pid) else {
+            return;
+        };
+        let was_main = self.main_pid == Some(pid);
+        self.exits.push(ExitEvent {
+            pid,
+            exit,
+            was_main,
+            state: self.state,
+            at: monotonic_now(),
+        });
+        if was_main {
+            match self.state {
+                State::Start => {
+                    self.start_failure = Some(StartFailure::MainExited(pid, exit));
+                    self.enter_stop(libc::SIGTERM, self.cfg.stop_timeout);
+                }
+                // ExitType=main: the unit ends with its main process, taking the rest along.
+                State::Running => self.enter_stop(libc::SIGTERM, self.cfg.stop_timeout),
+                State::ReloadSignal | State::ReloadNotify => {
+                    self.violate(
+                        Rule::MainExitedDuringReload,
+                        None,
+                        format!(
+                            "pid {pid}, {exit}; no MAINPID= handover happened before it exited"
+                        ),
+                    );
+                    self.finish_reload(ReloadResult::MainExited);
+                    self.enter_stop(libc::SIGTERM, self.cfg.stop_timeout);
+                }
+                State::Stopping if !self.term_sent => {
+                    self.unit.scan();
+                    self.unit.signal_all(libc::SIGTERM);
+                    self.term_sent = true;
+                }
+                State::Stopping | State::Dead => {}
+            }
+        }
+        self.unit.reap_orphans();
+        if self.state == State::Stopping {
+            // Catch processes forked or re-parented since the last look.
+            self.unit.scan();
+        }
+        self.maybe_dead();
+    }
+
+    pub(crate) fn on_timer(&mut self, kind: Timer) {
+        self.timer = None;
+        match kind {
+            Timer::Start if self.state == State::Start => {
+                self.violate(
+                    Rule::StartTimeout,
+                    None,
+                    format!("{:?}", self.cfg.start_timeout),
+                );
+                self.start_failure = Some(StartFailure::Timeout);
+                self.enter_stop(libc::SIGTERM, self.cfg.stop_timeout);
+            }
+            Timer::Reload if self.state.reloading() => {
+                let detail = format!(
+                    "{:?} after the reload began, in state {:?}",
+                    self.cfg.reload_timeout, self.state
+                );
+                self.violate(Rule::ReloadTimeout, None, detail);
+                self.finish_reload(ReloadResult::Timeout);
+                self.state = State::Running;
+            }
+            Timer::Kill if self.state == State::Stopping => {
+                self.unit.scan();
+                let killed = self.unit.signal_all(libc::SIGKILL);
+                self.sigkilled.extend(killed);
+            }
+            _ => {}
+        }
+    }
+}
