@@ -56,6 +56,20 @@ fn settle() -> (usize, usize) {
     }
 }
 
+/// The fd count of an idle server: the least of a few samples, so that a connection still
+/// closing when the load stopped does not count as growth.
+fn quiet_fd_count(pid: i32) -> usize {
+    (0..5)
+        .map(|i| {
+            if i > 0 {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            procfs::fd_count(pid).unwrap_or(0)
+        })
+        .min()
+        .unwrap_or(0)
+}
+
 pub fn upgrades(
     kind: Kind,
     p: &Params,
@@ -63,7 +77,7 @@ pub fn upgrades(
     scratch: &Path,
 ) -> Result<UpgradeRun, String> {
     let mut srv = Server::start(Build::Of(kind), setup, scratch)?;
-    let fds_start = procfs::fd_count(srv.current).unwrap_or(0);
+    let fds_start = quiet_fd_count(srv.current);
     let result = (|| {
         // The run ends by `stop`; the duration is only a backstop.
         let echo = echo_load(&srv, p.conns, Duration::from_secs(3000))?;
@@ -102,7 +116,7 @@ pub fn upgrades(
         let echo = echo.stop();
         let long = long.stop();
         let procs_end = settle();
-        let fds_end = procfs::fd_count(srv.current).unwrap_or(0);
+        let fds_end = quiet_fd_count(srv.current);
         Ok(UpgradeRun {
             kind,
             samples,
