@@ -147,6 +147,20 @@ pub fn state(pid: i32) -> Option<char> {
 /// True once the whole process has exited. A killed process's leader thread can be a zombie
 /// while its other threads still exit and hold the fd table (and the listening socket), so a
 /// zombie counts as gone only when it has no thread left but the leader.
+/// CPU time of the whole process (all threads, user + system), in clock ticks.
+pub fn cpu_ticks(pid: i32) -> Option<u64> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let f: Vec<&str> = text.rsplit_once(')')?.1.split_whitespace().collect();
+    // After the command name: state is field 3, utime 14, stime 15 (proc(5)).
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+pub fn ticks_per_sec() -> f64 {
+    // SAFETY: sysconf has no memory effects.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as f64 } else { 100.0 }
+}
+
 pub fn gone(pid: i32) -> bool {
     match state(pid) {
         None | Some('X') => true,

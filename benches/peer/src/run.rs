@@ -138,6 +138,9 @@ pub struct Throughput {
     pub rps: f64,
     pub rss_kib: u64,
     pub rss_anon_kib: u64,
+    /// Server CPU time (all threads) per successful request, in µs: unlike req/s it hardly
+    /// depends on how much of the shared machine the server happened to get.
+    pub cpu_us_per_req: f64,
     pub failed: u64,
 }
 
@@ -168,11 +171,19 @@ pub fn throughput(
             }
         }
     }
-    let mut totals = vec![(0u64, 0u64, Duration::ZERO); servers.len()];
+    let mut totals = vec![(0u64, 0u64, Duration::ZERO, 0u64); servers.len()];
     let mut err = None;
+    // One unmeasured slice each first: the first requests a fresh server (and the machine)
+    // sees are slower, and without it that cost would always land on the same server.
+    for s in &servers {
+        if let Err(e) = echo_load(s, p.conns, p.slice / 2).map(|h| h.wait()) {
+            err = Some(e);
+        }
+    }
     'rounds: for round in 0..p.rounds {
         for i in 0..servers.len() {
             let k = (i + round + rep) % servers.len();
+            let cpu0 = procfs::cpu_ticks(servers[k].current).unwrap_or(0);
             let r = match echo_load(&servers[k], p.conns, p.slice) {
                 Ok(h) => h.wait(),
                 Err(e) => {
@@ -183,14 +194,18 @@ pub fn throughput(
             totals[k].0 += r.ok;
             totals[k].1 += r.failed;
             totals[k].2 += r.elapsed;
+            totals[k].3 += procfs::cpu_ticks(servers[k].current)
+                .unwrap_or(0)
+                .saturating_sub(cpu0);
         }
     }
     let out = servers
         .iter()
         .zip(&totals)
-        .map(|(s, (ok, failed, t))| Throughput {
+        .map(|(s, (ok, failed, t, cpu))| Throughput {
             build: s.build,
             rps: *ok as f64 / t.as_secs_f64().max(1e-9),
+            cpu_us_per_req: *cpu as f64 / procfs::ticks_per_sec() * 1e6 / (*ok).max(1) as f64,
             rss_kib: procfs::rss_kib(s.current).unwrap_or(0),
             rss_anon_kib: procfs::rss_anon_kib(s.current).unwrap_or(0),
             failed: *failed,

@@ -34,10 +34,15 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let listener = ex.listen_tcp("echo", args.listen.as_str())?;
     ex.ready()?;
     let first = server::FirstAccept::new(&args);
-    while let Some((stream, _)) = listener.accept().await? {
-        first.hit();
-        ex.connections().spawn(server::echo(stream));
-    }
+    let conns = ex.connections().clone();
+    // The accept loop runs as a task on a worker thread, as in every contender here.
+    let accept = tokio::spawn(async move {
+        while let Ok(Some((stream, _))) = listener.accept().await {
+            first.hit();
+            conns.spawn(server::echo(stream));
+        }
+    });
+    accept.await?;
     ex.drain().await;
     Ok(())
 }

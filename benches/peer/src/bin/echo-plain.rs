@@ -52,28 +52,31 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     let (alive, mut all_done) = mpsc::channel::<()>(1);
     let first = server::FirstAccept::new(&args);
-    loop {
-        let stop = async {
-            match term.as_mut() {
-                Some(t) => t.recv().await,
-                None => std::future::pending().await,
+    // The accept loop runs as a task on a worker thread, as in every contender here; it
+    // closes the listener when it ends.
+    let accept = tokio::spawn(async move {
+        loop {
+            let stop = async {
+                match term.as_mut() {
+                    Some(t) => t.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = listener.accept() => {
+                    let Ok((conn, _)) = r else { continue };
+                    first.hit();
+                    let alive = alive.clone();
+                    tokio::spawn(async move {
+                        server::echo(conn).await;
+                        drop(alive);
+                    });
+                }
+                _ = stop => break,
             }
-        };
-        tokio::select! {
-            r = listener.accept() => {
-                let Ok((conn, _)) = r else { continue };
-                first.hit();
-                let alive = alive.clone();
-                tokio::spawn(async move {
-                    server::echo(conn).await;
-                    drop(alive);
-                });
-            }
-            _ = stop => break,
         }
-    }
-    drop(listener);
-    drop(alive);
+    });
+    accept.await?;
     let _ = tokio::time::timeout(args.drain_hard, all_done.recv()).await;
     Ok(())
 }
