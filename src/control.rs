@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use crate::driver::{Request, UpgradeResult, Upgraded};
 use crate::error::UpgradeError;
+use crate::lifecycle::ControlGuard;
 
 /// Name under which the control socket is registered and handed over.
 pub const CONTROL_NAME: &str = "exuvia-control";
@@ -67,7 +68,7 @@ impl Verdict {
 pub(crate) enum Waiter {
     Signal,
     Api(mpsc::Sender<UpgradeResult>),
-    Socket(UnixStream),
+    Socket(ControlConn),
 }
 
 impl Waiter {
@@ -90,16 +91,29 @@ impl Waiter {
             (Waiter::Api(tx), Verdict::Failed { message, .. }) => {
                 let _ = tx.send(Err(UpgradeError::Io(io::Error::other(message.clone()))));
             }
-            (Waiter::Socket(mut s), v) => {
+            (Waiter::Socket(ControlConn { mut stream, .. }), v) => {
+                let s = &mut stream;
                 let _ = s.write_all(v.line().as_bytes());
             }
         }
     }
 }
 
+/// A control connection waiting for its answer. While any exists, the drain does not end:
+/// a request accepted just before the handover must get its verdict before this exits.
+pub(crate) struct ControlConn {
+    stream: UnixStream,
+    _open: ControlGuard,
+}
+
 /// Reads one request from a control connection on its own thread (a slow client must not
 /// stall the control loop) and forwards it.
-pub(crate) fn serve(stream: UnixStream, tx: mpsc::Sender<Request>, wake: Arc<OwnedFd>) {
+pub(crate) fn serve(
+    stream: UnixStream,
+    tx: mpsc::Sender<Request>,
+    wake: Arc<OwnedFd>,
+    open: ControlGuard,
+) {
     let _ = std::thread::Builder::new()
         .name("exuvia-control".into())
         .spawn(move || {
@@ -119,7 +133,11 @@ pub(crate) fn serve(stream: UnixStream, tx: mpsc::Sender<Request>, wake: Arc<Own
                     .write_all(b"error refused: unknown request; the only request is `upgrade`\n");
                 return;
             }
-            if tx.send(Request::Join(Waiter::Socket(stream))).is_ok() {
+            let conn = ControlConn {
+                stream,
+                _open: open,
+            };
+            if tx.send(Request::Join(Waiter::Socket(conn))).is_ok() {
                 crate::sys::eventfd_signal(std::os::fd::AsFd::as_fd(&*wake));
             }
         });

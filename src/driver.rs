@@ -346,7 +346,8 @@ impl Driver {
     fn accept_control(&mut self) {
         let Some(l) = &self.control else { return };
         while let Ok((stream, _)) = l.accept() {
-            crate::control::serve(stream, self.request_tx.clone(), self.wake.clone());
+            let open = crate::lifecycle::ControlGuard::new(&self.shared.life);
+            crate::control::serve(stream, self.request_tx.clone(), self.wake.clone(), open);
         }
     }
 

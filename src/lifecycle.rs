@@ -44,6 +44,8 @@ pub(crate) struct Lifecycle {
     open: Mutex<usize>,
     open_changed: Condvar,
     slots: Mutex<Vec<Weak<dyn Slot>>>,
+    control: Mutex<usize>,
+    control_changed: Condvar,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -61,6 +63,8 @@ impl Lifecycle {
             open: Mutex::new(0),
             open_changed: Condvar::new(),
             slots: Mutex::new(Vec::new()),
+            control: Mutex::new(0),
+            control_changed: Condvar::new(),
         }))
     }
 
@@ -128,6 +132,43 @@ impl Lifecycle {
                 .0;
         }
         true
+    }
+}
+
+impl Lifecycle {
+    /// Waits (bounded) until every accepted control connection has had its answer.
+    pub(crate) fn wait_control_answered(&self, wait: Duration) {
+        let deadline = Instant::now() + wait;
+        let mut open = lock(&self.control);
+        while *open > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                tracing::warn!(open = *open, "control requests still unanswered at exit");
+                return;
+            }
+            open = self
+                .control_changed
+                .wait_timeout(open, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+/// Counts one accepted control connection until its answer has been written.
+pub(crate) struct ControlGuard(Arc<Lifecycle>);
+
+impl ControlGuard {
+    pub(crate) fn new(life: &Arc<Lifecycle>) -> ControlGuard {
+        *lock(&life.control) += 1;
+        ControlGuard(life.clone())
+    }
+}
+
+impl Drop for ControlGuard {
+    fn drop(&mut self) {
+        *lock(&self.0.control) -= 1;
+        self.0.control_changed.notify_all();
     }
 }
 

@@ -192,7 +192,11 @@ impl Exuvia {
     pub async fn drain(&self) -> DrainReport {
         let reason = self.shutdown().await;
         let (soft, hard) = self.core.drain_deadlines();
-        self.connections.drain(reason, soft, hard).await
+        let report = self.connections.drain(reason, soft, hard).await;
+        let life = self.core.lifecycle().clone();
+        let wait = crate::upgrader::CONTROL_ANSWER_WAIT;
+        let _ = ::tokio::task::spawn_blocking(move || life.wait_control_answered(wait)).await;
+        report
     }
 }
 

@@ -193,6 +193,9 @@ fn take_activated(env: &StartEnv, registry: &mut Registry) -> Result<(), Error> 
     Ok(())
 }
 
+/// How long the end of a drain waits for control requests accepted before the handover.
+pub(crate) const CONTROL_ANSWER_WAIT: Duration = Duration::from_secs(5);
+
 /// The running generation's handle.
 pub struct Exuvia {
     cfg: Arc<Config>,
@@ -416,8 +419,11 @@ impl Exuvia {
     /// tracked connections with the soft and hard deadlines. Return from `main` afterwards.
     pub fn drain(&self) -> DrainReport {
         let reason = self.shared.life.wait_draining();
-        self.tracker
-            .drain(reason, self.cfg.drain_soft, self.cfg.drain_hard)
+        let report = self
+            .tracker
+            .drain(reason, self.cfg.drain_soft, self.cfg.drain_hard);
+        self.shared.life.wait_control_answered(CONTROL_ANSWER_WAIT);
+        report
     }
 }
 
