@@ -13,7 +13,7 @@ CHECKS=0
 declare -A LOAD_PID LOAD_OK LOAD_FAIL LOAD_SURVIVED
 # Totals for the one-line summary (`RESULT metric=summary`) the matrix table
 # is built from: every request any load client made, every reload timed.
-SUM_REQ=0 SUM_FAIL=0 SUM_P50=-1 SUM_P99=-1 SUM_RELOADS=0
+SUM_REQ=0 SUM_FAIL=0 SUM_P50=-1 SUM_P99=-1 SUM_RELOADS=0 SUM_ENDED=0
 DURS=()
 LAST_STAGE_MS=$(($(date +%s%N) / 1000000))
 
@@ -82,7 +82,7 @@ finish() {
     sorted=$(printf '%s\n' "${DURS[@]}" | sort -n)
     SUM_P50=$(percentile 50 <<<"$sorted") SUM_P99=$(percentile 99 <<<"$sorted")
   fi
-  metric summary "requests=$SUM_REQ failed=$SUM_FAIL reloads=$SUM_RELOADS p50_ms=$SUM_P50 p99_ms=$SUM_P99"
+  metric summary "requests=$SUM_REQ failed=$SUM_FAIL reloads=$SUM_RELOADS p50_ms=$SUM_P50 p99_ms=$SUM_P99 ended_by_stop=$SUM_ENDED"
   echo "RESULT summary checks=$CHECKS failed=$FAILED"
   if ((FAILED == 0 && CHECKS > 0)); then
     echo "VERDICT pass"
@@ -163,9 +163,12 @@ load_start() {
   LOAD_PID[$name]=$!
 }
 
-# load_stop NAME: ask the client to finish, wait (bounded), read its counts.
+# load_stop NAME [unjudged]: ask the client to finish, wait (bounded), read
+# its counts. `unjudged`: its failures are expected (connections a stop
+# ends) and stay out of the summary's failed column (shown as ended=).
 load_stop() {
-  local name=$1 pid=${LOAD_PID[$1]:-}
+  local name=$1 judged=1 pid=${LOAD_PID[$1]:-}
+  [[ ${2:-} == unjudged ]] && judged=0
   [[ -n $pid ]] || return 1
   touch "$WORK/stop-$name"
   local i
@@ -191,7 +194,9 @@ print(int(d["ok"]), int(f), {True: "yes", False: "no", None: "n/a"}[s], d.get("c
   read -r "LOAD_OK[$name]" "LOAD_FAIL[$name]" "LOAD_SURVIVED[$name]" lost <<<"$counts"
   ((${LOAD_OK[$name]} > 0)) && SUM_REQ=$((SUM_REQ + ${LOAD_OK[$name]}))
   # An unreadable report counts as a failure in the table too.
-  if ((${LOAD_FAIL[$name]} != 0)); then
+  if ((!judged)); then
+    ((${LOAD_FAIL[$name]} > 0)) && SUM_ENDED=$((SUM_ENDED + ${LOAD_FAIL[$name]}))
+  elif ((${LOAD_FAIL[$name]} != 0)); then
     SUM_FAIL=$((SUM_FAIL + (${LOAD_FAIL[$name]} < 0 ? 1 : ${LOAD_FAIL[$name]})))
   fi
   metric "load_$name" "ok=${LOAD_OK[$name]} failures=${LOAD_FAIL[$name]} long_lived_survived=${LOAD_SURVIVED[$name]} connections_lost=$lost"

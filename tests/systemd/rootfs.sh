@@ -41,7 +41,9 @@ esac
 
 name=$suite
 if ((kernel)); then
-  packages+=(linux-image-amd64)
+  # udev: a booted kernel's block devices only become .device units (for
+  # the payload disk's systemd.mount-extra=LABEL=...) through udev.
+  packages+=(udev linux-image-amd64)
   name=$suite-kernel
 fi
 

@@ -56,7 +56,17 @@ else
   # Flags (see shared/research/vm-feasibility.md §4): no host systemd/D-Bus
   # (--register=no --keep-unit), never write into the cached rootfs
   # (--volatile=overlay), own loopback (--private-network), pure cgroup v2.
-  SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 timeout -k 10 "$timeout" \
+  # Own cgroup per container: nspawn puts the container at <its cgroup>/payload,
+  # so two containers started from the same cgroup (parallel runs, other users
+  # of this harness on the machine) would share one cgroup tree and see, stop
+  # and kill each other's services.
+  cg_root=/sys/fs/cgroup/unified
+  [[ -f /sys/fs/cgroup/cgroup.controllers ]] && cg_root=/sys/fs/cgroup
+  cg=$cg_root/exuvia-test.$name.$$
+  mkdir -p "$cg" || cg=''
+  [[ -n $cg ]] || echo "[$name] WARNING: no private cgroup under $cg_root; parallel containers may collide"
+  ( [[ -z $cg ]] || echo "$BASHPID" >"$cg/cgroup.procs"
+    exec env SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 timeout -k 10 "$timeout" \
     systemd-nspawn -q -D "$rootfs" --volatile=overlay --private-network \
     --register=no --keep-unit --console=read-only \
     --bind-ro="$payload:/payload" \
@@ -65,7 +75,9 @@ else
     systemd.run_success_action=exit systemd.run_failure_action=exit \
     "systemd.setenv=SCENARIO=$scenario" "systemd.setenv=VARIANT=$variant" \
     "${setenv[@]}" \
-    >"$log" 2>&1 </dev/null || rc=$?
+    >"$log" 2>&1 </dev/null ) || rc=$?
+  # Empty by now; deepest first.
+  [[ -z $cg ]] || find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null || true
 fi
 t2=$(date +%s.%N)
 

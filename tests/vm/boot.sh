@@ -52,10 +52,13 @@ SRC
     -o Dir::Etc::SourceParts=/nonexistent -o "Dir::State::Lists=$dir/lists")
   export DEBIAN_FRONTEND=noninteractive
   apt-get "${o[@]}" update >&2 </dev/null
-  # pkg/release selects backports for these packages only (and the direct
-  # dependencies that need it); never -t bookworm-backports.
-  apt-get "${o[@]}" install -y --no-install-recommends \
-    qemu-system-x86/bookworm-backports qemu-utils/bookworm-backports >&2 </dev/null
+  # pkg/release selects backports for the named packages only (the qemu
+  # family and the firmware it needs); never -t bookworm-backports.
+  local p pkgs=()
+  for p in qemu-system-x86 qemu-system-common qemu-system-data seabios qemu-utils; do
+    pkgs+=("$p/bookworm-backports")
+  done
+  apt-get "${o[@]}" install -y --no-install-recommends "${pkgs[@]}" >&2 </dev/null
   say "installed qemu in $(secs "$t") s: $(qemu-system-x86_64 --version | head -1)"
 }
 
@@ -103,10 +106,18 @@ append="root=/dev/vda rw console=ttyS0 quiet loglevel=3 systemd.show_status=erro
   ${setenv[*]}"
 rc=0
 : >"$log"
+# `timeout` runs qemu in its own process group: if this script is
+# interrupted, stop that qemu (and only it) instead of leaving it to the timeout.
+qpid=''
+trap '[[ -n $qpid ]] && kill -TERM "$qpid" 2>/dev/null; rm -rf "$work"' EXIT
+trap 'exit 143' TERM INT HUP
 timeout -k 10 "$timeout" qemu-system-x86_64 -nodefaults -no-reboot -display none \
   -M pc -accel "$accel" "${cpu[@]}" -smp "${VM_SMP:-2}" -m "${VM_MEM:-1024}" \
   -kernel "$img/vmlinuz" -initrd "$img/initrd.img" -append "$(tr -s ' \n' '  ' <<<"$append")" \
   -drive "file=$img/root.img,format=raw,if=virtio,snapshot=on" \
   -drive "file=$work/payload.img,format=raw,if=virtio,readonly=on" \
-  -serial "file:$log" </dev/null >&2 || rc=$?
+  -serial "file:$log" </dev/null >&2 &
+qpid=$!
+wait "$qpid" || rc=$?
+qpid=''
 exit "$rc"

@@ -66,7 +66,7 @@ procs=$(cgroup_procs)
 check a_old_generation_draining "$([[ $procs -ge 2 ]] && echo 1 || echo 0)" "procs_in_cgroup=$procs"
 stop_phase a
 # Its connections end with the stop: counted, not judged.
-load_stop long
+load_stop long unjudged
 
 # Phase B: only the handed-over main is left, and it holds connections.
 systemctl start "$SOCK"
@@ -91,4 +91,4 @@ wait_for 5 test "$(established_to "$(prop MainPID)")" -ge 1
 check b_main_has_connections "$([[ $(established_to "$(prop MainPID)") -ge 1 ]] && echo 1 || echo 0)" \
   "connections=$(established_to "$(prop MainPID)")"
 stop_phase b
-load_stop longb
+load_stop longb unjudged
