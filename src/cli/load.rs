@@ -54,16 +54,16 @@ pub struct LoadArgs {
     mark_on_signal: bool,
 }
 
-fn parse_target(s: &str) -> Result<Target, load::LoadError> {
+pub(crate) fn parse_target(s: &str) -> Result<Target, load::LoadError> {
     s.parse()
 }
 
-fn parse_mode(s: &str) -> Result<Mode, load::LoadError> {
+pub(crate) fn parse_mode(s: &str) -> Result<Mode, load::LoadError> {
     s.parse()
 }
 
 /// Parses `500ms`, `10s`, `2m`, `1h`.
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let err =
         || format!("invalid duration {s:?}: use a whole number and a unit: 500ms, 10s, 2m, 1h");
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());

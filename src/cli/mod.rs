@@ -3,6 +3,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod check;
+mod demo;
+mod demo_server;
 mod lint;
 mod load;
 mod reload;
@@ -22,6 +25,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// See an upgrade under load next to a naive restart (no setup, under a minute).
+    Demo(demo::DemoArgs),
+    /// Prove that a service reloads under load without dropping a request.
+    Check(check::CheckArgs),
+    /// The echo server `exuvia demo` runs.
+    #[command(hide = true)]
+    DemoServer(demo_server::DemoServerArgs),
     /// Drive load against a listener and report every failed request.
     Load(load::LoadArgs),
     /// Upgrade a running service over its control socket and wait for the verdict.
@@ -36,6 +46,9 @@ enum Command {
 
 pub fn main() -> ExitCode {
     match Cli::parse().command {
+        Command::Demo(args) => demo::run(args),
+        Command::Check(args) => check::run(args),
+        Command::DemoServer(args) => demo_server::run(args),
         Command::Load(args) => load::run(args),
         Command::Reload(args) => reload::run(args),
         Command::Unit(args) => unit::run(args),
