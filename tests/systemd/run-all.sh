@@ -139,6 +139,9 @@ if has_set core; then
   # caught (new InvocationID; failed requests), or a green run means nothing.
   run_one negative-restart reload50 --setenv ACTION=restart --setenv RELOADS=5 --setenv DRAIN_HARD=1 \
     --expect-fail-check 'reload|check_unit' --timeout 120
+  # No successor ever starts: `exuvia check --unit` (or the driver) must say so.
+  run_one negative-no-handover reload50 --variant shipped --setenv BREAK_SUCCESSOR=1 --setenv RELOADS=3 \
+    --setenv DRAIN_HARD=1 --expect-fail-check 'check_unit|reload' --timeout 120
   run_one negative-kill9 reload50 --setenv ACTION=kill9 --setenv RELOADS=5 --setenv DRAIN_HARD=1 \
     --expect-fail-check 'load_(echo|long)_no_failures' --timeout 120
   # A successor spawned by a plain fork is an "alien" main PID: systemd

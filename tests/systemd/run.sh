@@ -81,8 +81,9 @@ else
 fi
 t2=$(date +%s.%N)
 
-# Console output: CRLF and colour codes from the pty.
-clean=$(sed -e 's/\r//g' -e 's/\x1b\[[0-9;?]*[a-zA-Z]//g' "$log")
+# Console output: CRLF, colour codes and the terminal resets systemd sends
+# (ESC[!p, OSC 104) from the pty or the serial console.
+clean=$(sed -e 's/\r//g' -e 's/\x1b\][^\x07]*\x07//g' -e 's/\x1b\[[0-9;?!]*[a-zA-Z]//g' "$log")
 driver_start=$(sed -n 's/^STAGE driver_start epoch=\([0-9.]*\).*/\1/p' <<<"$clean" | head -1)
 if [[ -n $driver_start ]]; then
   echo "[$name] stage boot-to-driver: $(secs "$t1" "$driver_start") s"

@@ -5,6 +5,13 @@
 # InvocationID, active, NRestarts unchanged); the driver keeps the
 # long-lived load and re-checks the unit's end state itself.
 n=${RELOADS:-50}
+# Negative control (BREAK_SUCCESSOR=1): every successor exits at once, so no
+# handover can happen; the reload assertions (exuvia check --unit, or the
+# driver's) must fail even though systemctl reload returns 0.
+if [[ ${BREAK_SUCCESSOR:-0} == 1 ]]; then
+  printf '#!/bin/sh\nexit 1\n' >"$WORK/broken-exit"
+  replace_binary "$WORK/broken-exit"
+fi
 load_start long long 4 "${LOAD_LONG_ARGS[@]}"
 if ((${#CHECK[@]})); then
   pid_start=$(prop MainPID)
