@@ -50,6 +50,7 @@ esac
 # shellcheck disable=SC2034
 [[ -n ${DRAIN_HARD:-} ]] && SERVICE_ARGS="--ready-timeout 5 --drain-hard $DRAIN_HARD"
 # ExecReload=kill returns before the handover: reload_once waits for it.
+# shellcheck disable=SC2034 # read by reload_once in lib-driver.sh
 [[ $VARIANT == shipped252 ]] && RELOAD_ASYNC=1
 install_payload
 stage install

@@ -283,7 +283,9 @@ print(int(bool(d["pass"])), d["load"]["ok"], d["load"]["failed"], d["main_pid_ch
 for r in d.get("reasons", []):
     print("reason", r)
 ' "$WORK/$name.json" 2>&1) || out="0 -1 -1 -1 -1 -1 -1"
+  # shellcheck disable=SC2034 # CK_MAX, CK_RC: read by the sourced scenarios
   read -r CK_PASS CK_OK CK_FAILED CK_CHANGES CK_P50 CK_P99 CK_MAX <<<"$(head -1 <<<"$out")"
+  # shellcheck disable=SC2034
   CK_RC=$rc
   ((CK_OK > 0)) && SUM_REQ=$((SUM_REQ + CK_OK))
   ((CK_FAILED != 0)) && SUM_FAIL=$((SUM_FAIL + (CK_FAILED < 0 ? 1 : CK_FAILED)))

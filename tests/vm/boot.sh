@@ -17,7 +17,6 @@
 #      vm-feasibility.md §1), VM_SMP (2), VM_MEM (1024).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-repo=$(cd "$here/../.." && pwd)
 cache=${EXUVIA_CACHE:-/var/cache/exuvia}
 suite=trixie payload='' log='' timeout=600 setenv=()
 while (($#)); do
@@ -71,8 +70,10 @@ build_image() {
   local tmp
   tmp=$(mktemp -d "$cache/.vm-build.XXXXXX")
   # No loop device, no mount: mke2fs copies the directory (≈1-2 s).
-  cp "$(ls -1 "$rootfs"/boot/vmlinuz-* | tail -1)" "$tmp/vmlinuz"
-  cp "$(ls -1 "$rootfs"/boot/initrd.img-* | tail -1)" "$tmp/initrd.img"
+  local k
+  k=$(find "$rootfs/boot" -maxdepth 1 -name 'vmlinuz-*' | sort -V | tail -1)
+  cp "$k" "$tmp/vmlinuz"
+  cp "$rootfs/boot/initrd.img-${k##*/vmlinuz-}" "$tmp/initrd.img"
   mke2fs -q -t ext4 -L root -d "$rootfs" "$tmp/root.img" 3G
   mv -T "$tmp" "$img"
   say "image built in $(secs "$t") s: $img"
