@@ -7,8 +7,10 @@
 # nspawn).
 #
 # Environment (systemd.setenv= on the nspawn command line):
-#   SCENARIO  reload50 | replace | broken | stop | sigkill
+#   SCENARIO  reload50 | replace | broken | stop | sigkill | restart
 #   VARIANT   plain | execreload   (unit variant, see units/variants/)
+#             shipped | shipped252  (the generated units from units/ and
+#             units/systemd-252/; the latter reloads asynchronously)
 #   RELOADS   number of reloads in reload50 (default 50)
 #   ACTION    reload (default) | restart | kill9: what reload_once does;
 #             the last two are negative controls that must fail checks
@@ -40,11 +42,16 @@ case $SCENARIO in
   # Short enough that a stop waits visibly for the drain, well under TimeoutStopSec=15s.
   stop) SERVICE_ARGS="--ready-timeout 5 --drain-hard 7" ;;
   broken) SERVICE_ARGS="--ready-timeout 3 --drain-hard 10" ;;
+  # A restart's SIGTERM drains in-flight requests; bound it well under TimeoutStopSec.
+  restart) SERVICE_ARGS="--ready-timeout 5 --drain-hard 5" ;;
   *) SERVICE_ARGS="" ;;
 esac
 # Negative controls restart the service: don't let it drain for minutes.
 # shellcheck disable=SC2034
 [[ -n ${DRAIN_HARD:-} ]] && SERVICE_ARGS="--ready-timeout 5 --drain-hard $DRAIN_HARD"
+# ExecReload=kill returns before the handover: reload_once waits for it.
+# shellcheck disable=SC2034 # read by reload_once in lib-driver.sh
+[[ $VARIANT == shipped252 ]] && RELOAD_ASYNC=1
 install_payload
 stage install
 start_service

@@ -29,6 +29,11 @@ if [[ -f $repo/units/exuvia-echo.service && -f $repo/units/exuvia-echo.socket ]]
   mkdir -p "$out/shipped-units"
   cp "$repo/units/exuvia-echo.service" "$repo/units/exuvia-echo.socket" "$out/shipped-units/"
 fi
+# VARIANT=shipped252: the fallback for systemd < 253 (Type=notify + ExecReload=).
+if [[ -f $repo/units/systemd-252/exuvia-echo.service ]]; then
+  mkdir -p "$out/shipped-units-252"
+  cp "$repo/units/systemd-252/exuvia-echo.service" "$repo/units/systemd-252/exuvia-echo.socket" "$out/shipped-units-252/"
+fi
 install -m 0755 "$here/driver.sh" "$out/driver.sh"
 install -m 0644 "$here/lib-driver.sh" "$out/lib-driver.sh"
 case $impl in

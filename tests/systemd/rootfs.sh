@@ -5,11 +5,16 @@
 # Why a cache outside the clone: the rootfs is ~200 MB and takes 15-60 s to
 # build; CI clones are fresh, the machine (and so /var/cache) may be kept.
 #
-# Usage: rootfs.sh SUITE        SUITE = trixie | sid | bookworm-backports
+# Usage: rootfs.sh SUITE [--kernel]
+#   SUITE = trixie (257) | sid (newest) | bookworm-backports (254) | bookworm (252)
+#   --kernel  also install linux-image-amd64 (+ initramfs) for a qemu boot
+#             (tests/vm/); a separate cache entry, the nspawn one stays small
 # Env:   EXUVIA_CACHE (default /var/cache/exuvia), EXUVIA_DEBIAN_MIRROR
 set -euo pipefail
 
-suite=${1:?usage: rootfs.sh SUITE}
+suite=${1:?usage: rootfs.sh SUITE [--kernel]}
+kernel=0
+[[ ${2:-} == --kernel ]] && kernel=1
 cache=${EXUVIA_CACHE:-/var/cache/exuvia}
 mirror=${EXUVIA_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 log() { printf 'rootfs: %s\n' "$*" >&2; }
@@ -21,6 +26,8 @@ dist=$suite
 extra_mirrors=()
 case $suite in
   trixie | sid | forky) ;;
+  # Plain bookworm: systemd 252, no Type=notify-reload; for units/systemd-252/.
+  bookworm) ;;
   bookworm-backports)
     # Bookworm userland with systemd 254 from backports.
     dist=bookworm
@@ -32,11 +39,19 @@ case $suite in
   *) log "unknown suite '$suite'"; exit 2 ;;
 esac
 
+name=$suite
+if ((kernel)); then
+  # udev: a booted kernel's block devices only become .device units (for
+  # the payload disk's systemd.mount-extra=LABEL=...) through udev.
+  packages+=(udev linux-image-amd64)
+  name=$suite-kernel
+fi
+
 # Bump when the recipe below changes in a way the package list does not show.
 recipe_version=1
 key=$(printf '%s\n' "$recipe_version" "$suite" "${packages[@]}" "${extra_mirrors[@]}" |
   sha256sum | cut -c1-12)
-dest=$cache/rootfs-$suite-$key
+dest=$cache/rootfs-$name-$key
 
 need_tools() {
   local -a missing=()
@@ -60,7 +75,7 @@ need_tools() {
 need_tools
 mkdir -p "$cache"
 
-exec 9>"$cache/.lock-$suite-$key"
+exec 9>"$cache/.lock-$name-$key"
 flock 9
 if [[ -d $dest ]]; then
   log "cached: $dest"
@@ -68,7 +83,7 @@ if [[ -d $dest ]]; then
   exit 0
 fi
 
-tmp=$(mktemp -d "$cache/.build-$suite-$key.XXXXXX")
+tmp=$(mktemp -d "$cache/.build-$name-$key.XXXXXX")
 trap 'rm -rf --one-file-system "$tmp"' EXIT
 start=$(date +%s.%N)
 include=$(IFS=,; echo "${packages[*]}")

@@ -44,33 +44,46 @@ stop_phase() {
 }
 
 # Phase A: stop while the previous generation still drains long connections.
-load_start echo echo 8
 load_start long long 4 "${LOAD_LONG_ARGS[@]}"
-sleep 0.5
 # Quick succession: the first generation (holding the long-lived connections)
 # must still be inside its 7 s drain when the stop comes.
-for i in 1 2 3; do
-  reload_once
-  check "a_reload_$i" "$(reload_ok && echo 1 || echo 0)" "$(reload_fields)"
-done
-load_stop echo
-check_load echo 100
+if ((${#CHECK[@]})); then
+  sleep 0.3
+  run_check a_reloads --mode echo --connections 8 --reloads 3 --interval 100ms
+  check a_check_unit "$([[ $CK_PASS == 1 && $CK_RC == 0 && $CK_CHANGES == 3 && $CK_FAILED == 0 && $CK_OK -ge 100 ]] && echo 1 || echo 0)" \
+    "rc=$CK_RC requests=$CK_OK failed=$CK_FAILED mainpid_changes=$CK_CHANGES"
+else
+  load_start echo echo 8
+  sleep 0.5
+  for i in 1 2 3; do
+    reload_once
+    check "a_reload_$i" "$(reload_ok && echo 1 || echo 0)" "$(reload_fields)"
+  done
+  load_stop echo
+  check_load echo 100
+fi
 procs=$(cgroup_procs)
 check a_old_generation_draining "$([[ $procs -ge 2 ]] && echo 1 || echo 0)" "procs_in_cgroup=$procs"
 stop_phase a
 # Its connections end with the stop: counted, not judged.
-load_stop long
+load_stop long unjudged
 
 # Phase B: only the handed-over main is left, and it holds connections.
 systemctl start "$SOCK"
 start_service
-load_start echo echo 8
-sleep 0.3
-reload_once
-check b_reload "$(reload_ok && echo 1 || echo 0)" "$(reload_fields)"
-sleep 0.3
-load_stop echo
-check_load echo 50
+if ((${#CHECK[@]})); then
+  run_check b_reload --mode echo --connections 8 --reloads 1 --interval 300ms
+  check b_check_unit "$([[ $CK_PASS == 1 && $CK_RC == 0 && $CK_CHANGES == 1 && $CK_FAILED == 0 && $CK_OK -ge 50 ]] && echo 1 || echo 0)" \
+    "rc=$CK_RC requests=$CK_OK failed=$CK_FAILED mainpid_changes=$CK_CHANGES"
+else
+  load_start echo echo 8
+  sleep 0.3
+  reload_once
+  check b_reload "$(reload_ok && echo 1 || echo 0)" "$(reload_fields)"
+  sleep 0.3
+  load_stop echo
+  check_load echo 50
+fi
 wait_for 20 test "$(cgroup_procs)" -eq 1
 check b_only_main_left "$([[ $(cgroup_procs) == 1 ]] && echo 1 || echo 0)" "procs_in_cgroup=$(cgroup_procs)"
 load_start longb long 2 "${LOAD_LONG_ARGS[@]}"
@@ -78,4 +91,4 @@ wait_for 5 test "$(established_to "$(prop MainPID)")" -ge 1
 check b_main_has_connections "$([[ $(established_to "$(prop MainPID)") -ge 1 ]] && echo 1 || echo 0)" \
   "connections=$(established_to "$(prop MainPID)")"
 stop_phase b
-load_stop longb
+load_stop longb unjudged
