@@ -16,12 +16,16 @@ let
   # the replace and broken scenarios can swap it the way a package upgrade does; the
   # library re-executes the path it was started with (argv[0]), not /proc/self/exe.
   bin = "/var/lib/exuvia-test/exuvia-echo";
+  control = "--control /run/exuvia-echo/control.sock";
   echoModule =
     { lib, ... }:
     {
       imports = [ ./exuvia-echo.nix ];
-      # The generated module starts /usr/local/bin/exuvia-echo (units/exuvia-echo.toml).
-      systemd.services.exuvia-echo.serviceConfig.ExecStart = lib.mkForce bin;
+      # The generated module names /usr/local/bin paths (units/exuvia-echo.toml): point
+      # ExecStart= and the synchronous reload client at the store.
+      systemd.services.exuvia-echo.serviceConfig.ExecStart = lib.mkForce "${bin} ${control}";
+      systemd.services.exuvia-echo.serviceConfig.ExecReload =
+        lib.mkForce "${exuvia}/bin/exuvia reload --wait ${control}";
       systemd.tmpfiles.rules = [
         "d /var/lib/exuvia-test 0755 root root -"
         "L+ ${bin} - - - - ${exuvia}/bin/exuvia-echo"
@@ -29,7 +33,7 @@ let
     };
   # Test deadlines (the example's flags), as the Debian harness sets them.
   withArgs = args: {
-    systemd.services.exuvia-echo.serviceConfig.ExecStart = lib.mkOverride 40 "${bin} ${args}";
+    systemd.services.exuvia-echo.serviceConfig.ExecStart = lib.mkOverride 40 "${bin} ${control} ${args}";
   };
 
   common = {

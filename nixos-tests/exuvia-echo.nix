@@ -12,7 +12,8 @@
     serviceConfig = {
       Type = "notify-reload";
       ReloadSignal = "SIGHUP";
-      ExecStart = "/usr/local/bin/exuvia-echo";
+      ExecStart = "/usr/local/bin/exuvia-echo --control /run/exuvia-echo/control.sock";
+      ExecReload = "/usr/local/bin/exuvia reload --wait --control /run/exuvia-echo/control.sock";
       NotifyAccess = "main";
       KillMode = "control-group";
       TimeoutStartSec = "10s";
@@ -24,6 +25,7 @@
       SyslogIdentifier = "exuvia-echo";
       Sockets = "exuvia-echo.socket";
       DynamicUser = "yes";
+      RuntimeDirectory = "exuvia-echo";
       CapabilityBoundingSet = "";
       AmbientCapabilities = "";
       PrivateUsers = "yes";
