@@ -2,7 +2,7 @@
 //! later say `ready` and wait for `complete`.
 
 use std::ffi::OsStr;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
 use crate::channel::{self, Channel};
@@ -83,6 +83,28 @@ fn read_manifest(
         ),
         None => None,
     };
+    // exuvia places inherited fds at 3.. in manifest order with the channel right after
+    // them; anything else names fds this process did not inherit (a runtime's epoll fd,
+    // say), and taking those would close them under their owner.
+    let channel_fd = channel.as_fd().as_raw_fd();
+    let layout_ok = channel_fd == 3 + manifest.entries.len() as i32
+        && manifest
+            .entries
+            .iter()
+            .enumerate()
+            .all(|(i, e)| e.fd == 3 + i as i32);
+    if !layout_ok {
+        let e = manifest.entries.first();
+        return Err(HandoverError::BadFd {
+            fd: e.map_or(channel_fd, |e| e.fd),
+            name: e.map_or_else(String::new, |e| e.name.clone()),
+            why: format!(
+                "the manifest's fds do not match what was inherited ({} fds before the channel at fd {channel_fd})",
+                channel_fd - 3
+            ),
+        });
+    }
+    // Check every fd through a borrow first: on any error nothing has been taken.
     for e in &manifest.entries {
         let bad = |why: String| HandoverError::BadFd {
             fd: e.fd,
@@ -92,11 +114,19 @@ fn read_manifest(
         if !sys::fd_is_open(e.fd) {
             return Err(bad("is not open".into()));
         }
-        // SAFETY: open (checked), and the manifest hands this number to us alone.
-        let fd = unsafe { sys::own_raw(e.fd) };
-        check_kind(fd.as_fd(), e.kind)
+        // SAFETY: open (checked); only borrowed for the duration of the check.
+        let borrowed = unsafe { sys::borrow_raw(e.fd) };
+        check_kind(borrowed, e.kind)
             .map_err(|found| bad(format!("should be a {} socket but is {found}", e.kind)))?;
-        sys::set_cloexec(fd.as_fd(), true).map_err(|err| bad(err.to_string()))?;
+    }
+    for e in &manifest.entries {
+        // SAFETY: inherited at this number (layout checked above) and handed to us alone.
+        let fd = unsafe { sys::own_raw(e.fd) };
+        sys::set_cloexec(fd.as_fd(), true).map_err(|err| HandoverError::BadFd {
+            fd: e.fd,
+            name: e.name.clone(),
+            why: err.to_string(),
+        })?;
         registry.inherit(e.name.clone(), Some(e.kind), fd, Origin::Predecessor);
     }
     Ok((manifest, state))

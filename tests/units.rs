@@ -138,6 +138,9 @@ fn example_spec_produces_the_reload_model() {
         "Restart=on-failure",
         "TasksMax=1024",
         "DynamicUser=yes",
+        "RuntimeDirectory=exuvia-echo",
+        "ExecStart=/usr/local/bin/exuvia-echo --control /run/exuvia-echo/control.sock",
+        "ExecReload=/usr/local/bin/exuvia reload --wait --control /run/exuvia-echo/control.sock",
         "Sockets=exuvia-echo.socket",
         "SystemCallErrorNumber=EPERM",
         "ListenStream=127.0.0.1:8080",
@@ -157,9 +160,13 @@ fn example_spec_produces_the_reload_model() {
         unit_section.contains("StartLimitIntervalSec=60s")
             && unit_section.contains("StartLimitBurst=5")
     );
+    // The example uses the synchronous reload client (a failed upgrade fails the reload);
+    // without one, notify-reload needs no ExecReload= at all.
+    assert_eq!(out.matches("ExecReload=").count(), 1, "{out}");
+    let plain = generate_owned(&base(&[]));
     assert!(
-        !out.contains("ExecReload="),
-        "notify-reload without a client needs no ExecReload:\n{out}"
+        !plain.contains("ExecReload="),
+        "notify-reload without a client needs no ExecReload:\n{plain}"
     );
 }
 
