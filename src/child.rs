@@ -80,10 +80,13 @@ pub(crate) fn spawn(plan: Plan<'_>) -> Result<Successor, UpgradeError> {
     // The manifest fits the socket buffer, so it is queued before the fork: the successor
     // reads it the moment it starts instead of waiting on this process to get round to it.
     ours.send(manifest.encode().as_bytes())?;
+    let (report_rx, report_tx) = Channel::pair()?;
+    // Above every dup2 target, like the other sources, so the intermediate still has it.
+    let report_tx = sys::dup_cloexec_at_least(report_tx.as_fd(), base)?;
     let fork = sys::DoubleFork {
         moves,
         keep_below: channel_target + 1,
-        channel: channel_target,
+        report: report_tx.as_raw_fd(),
     };
     let mut cmd = Command::new(&plan.exe);
     cmd.args(&plan.args)
@@ -101,6 +104,7 @@ pub(crate) fn spawn(plan: Plan<'_>) -> Result<Successor, UpgradeError> {
         _ => UpgradeError::Spawn(e),
     })?;
     drop(keep);
+    drop(report_tx);
     // The intermediate exits right after reporting; reaping it leaves no zombie.
     let status = intermediate.wait()?;
     if !status.success() {
@@ -108,7 +112,7 @@ pub(crate) fn spawn(plan: Plan<'_>) -> Result<Successor, UpgradeError> {
             "intermediate process failed: {status}"
         ))));
     }
-    let (pid, pidfd) = sys::recv_pid_report(ours.as_fd()).map_err(|e| {
+    let (pid, pidfd) = sys::recv_pid_report(report_rx.as_fd()).map_err(|e| {
         UpgradeError::Spawn(io::Error::other(format!(
             "no report from the intermediate process: {e}"
         )))

@@ -178,8 +178,10 @@ pub(crate) struct DoubleFork {
     pub(crate) moves: Vec<(RawFd, RawFd)>,
     /// First fd number that the successor must not inherit.
     pub(crate) keep_below: RawFd,
-    /// Target number of the handover channel; the intermediate reports the grandchild on it.
-    pub(crate) channel: RawFd,
+    /// A socket of its own (CLOEXEC, so the successor never has it) on which the
+    /// intermediate reports the grandchild: on the handover channel the report could arrive
+    /// after a fast successor's `ready` and be mistaken for it.
+    pub(crate) report: RawFd,
 }
 
 impl DoubleFork {
@@ -224,7 +226,7 @@ impl DoubleFork {
         // SAFETY: only async-signal-safe syscalls on stack memory, then _exit.
         unsafe {
             let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0) as RawFd;
-            send_pid_report(self.channel, pid, pidfd);
+            send_pid_report(self.report, pid, pidfd);
             libc::_exit(0)
         }
     }
@@ -284,7 +286,7 @@ pub(crate) fn recv_pid_report(channel: BorrowedFd<'_>) -> io::Result<(i32, Optio
             }
         }
     }
-    if msg.bytes != 4 {
+    if msg.bytes != 4 || msg.flags.contains(MsgFlags::MSG_TRUNC) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "malformed spawn report from the intermediate process",
