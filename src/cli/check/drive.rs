@@ -40,6 +40,17 @@ pub struct Driven {
     pub gone: Option<String>,
 }
 
+impl Driven {
+    /// Durations of the reloads that completed.
+    pub fn completed_durations(&self) -> Vec<Duration> {
+        self.reloads
+            .iter()
+            .filter(|r| r.completed)
+            .map(|r| r.duration)
+            .collect()
+    }
+}
+
 impl Schedule {
     pub fn expected(&self) -> Duration {
         (self.interval * (self.reloads + 1)).max(self.min_duration)
@@ -75,22 +86,7 @@ pub fn drive(
                     gone = Some(why);
                     break;
                 }
-                let entry = ReloadEntry {
-                    index,
-                    epoch: handle.mark(),
-                    at: started.elapsed(),
-                    ok: false,
-                    completed: false,
-                    main_pid_changed: false,
-                    failure: None,
-                    error: None,
-                    duration: Duration::ZERO,
-                    old_main_pid: None,
-                    new_main_pid: None,
-                    failed_requests: 0,
-                    status: None,
-                    systemctl: None,
-                };
+                let entry = ReloadEntry::pending(index, handle.mark(), started.elapsed());
                 let r = service.reload(entry);
                 // The old generation is typically still draining right now; the ticker's
                 // period alone would miss a handover that takes milliseconds.

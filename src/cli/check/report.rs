@@ -88,6 +88,26 @@ pub struct ReloadEntry {
 }
 
 impl ReloadEntry {
+    /// A reload that has not run yet: everything unknown until it is judged.
+    pub fn pending(index: u32, epoch: u32, at: Duration) -> Self {
+        ReloadEntry {
+            index,
+            epoch,
+            at,
+            ok: false,
+            completed: false,
+            main_pid_changed: false,
+            failure: None,
+            error: None,
+            duration: Duration::ZERO,
+            old_main_pid: None,
+            new_main_pid: None,
+            failed_requests: 0,
+            status: None,
+            systemctl: None,
+        }
+    }
+
     /// A reload that ended with `failure`; `ok` stays false.
     pub fn failed(mut self, failure: &'static str, error: impl Into<String>) -> Self {
         self.ok = false;

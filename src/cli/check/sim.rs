@@ -180,12 +180,7 @@ fn check(
     };
     let peak = ui.peak().max(svc.processes().unwrap_or(0));
     let violations: Vec<ViolationEntry> = svc.sim.violations().iter().map(Into::into).collect();
-    let durations = driven
-        .reloads
-        .iter()
-        .filter(|r| r.completed)
-        .map(|r| r.duration)
-        .collect();
+    let durations = driven.completed_durations();
     let mut report = CheckReport {
         schema: SCHEMA,
         mode: "simulator",

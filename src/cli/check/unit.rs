@@ -58,12 +58,7 @@ pub fn run(plan: &UnitPlan, sched: &Schedule, ui: &Ui) -> Result<CheckReport, St
     };
     ui.event(&format!("{name} is active; loading {}", plan.target));
     let driven = drive::drive(sched, plan.target.clone(), &svc, ui)?;
-    let durations = driven
-        .reloads
-        .iter()
-        .filter(|r| r.completed)
-        .map(|r| r.duration)
-        .collect();
+    let durations = driven.completed_durations();
     let mut report = CheckReport {
         schema: SCHEMA,
         mode: "unit",
@@ -291,22 +286,7 @@ mod tests {
     }
 
     fn entry() -> ReloadEntry {
-        ReloadEntry {
-            index: 1,
-            epoch: 1,
-            at: Duration::ZERO,
-            ok: false,
-            completed: false,
-            main_pid_changed: false,
-            failure: None,
-            error: None,
-            duration: Duration::ZERO,
-            old_main_pid: None,
-            new_main_pid: None,
-            failed_requests: 0,
-            status: None,
-            systemctl: None,
-        }
+        ReloadEntry::pending(1, 1, Duration::ZERO)
     }
 
     #[test]
