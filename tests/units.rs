@@ -740,3 +740,79 @@ fn verify_fails_on_warnings_and_on_exposure() {
         stdout(&o)
     );
 }
+
+/// A unit under review can name any path: verify --root must never create, change or remove
+/// a file outside its own staging directory — not through `..`, not through a symlink in the
+/// root that leads out of it, and not a file that exists inside the root.
+#[test]
+fn verify_root_touches_no_file_the_unit_names() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(root) = systemd_root() else { return };
+    let host = TempDir::new("verify-victims");
+    let victim = host.path().join("shadow");
+    fs::write(&victim, "secret\n").expect("write victim");
+    fs::set_permissions(&victim, fs::Permissions::from_mode(0o600)).expect("chmod");
+    let through_link = host.path().join("dir");
+    fs::create_dir(&through_link).expect("mkdir");
+    fs::write(through_link.join("bin"), "data\n").expect("write");
+    // Inside the root: a symlink out of it, and a plain non-executable file.
+    let inside =
+        TempDir(Path::new(&root).join(format!("tmp/exuvia-victims-{}", std::process::id())));
+    let _ = fs::remove_dir_all(inside.path());
+    fs::create_dir(inside.path()).expect("mkdir in root");
+    std::os::unix::fs::symlink(&through_link, inside.path().join("link")).expect("symlink");
+    let plain = inside.path().join("plain");
+    fs::write(&plain, "data\n").expect("write");
+    let in_root = |p: &Path| format!("/{}", p.strip_prefix(&root).expect("in root").display());
+
+    let dots = "/..".repeat(24);
+    let cases = [
+        (format!("{dots}{}", victim.display()), false),
+        (format!("{}/link/bin", in_root(inside.path())), true),
+        (in_root(&plain), true),
+    ];
+    for (exec, clean) in cases {
+        let units = TempDir::new("verify-hostile");
+        let unit = units.path().join("hostile.service");
+        fs::write(
+            &unit,
+            format!("[Unit]\nDescription=hostile\n\n[Service]\nExecStart={exec}\n"),
+        )
+        .expect("write unit");
+        let o = exuvia(&["verify", "--root", &root, unit.to_str().expect("utf-8")]);
+        eprintln!("ExecStart={exec}: {:?}\n{}", o.status, stderr(&o));
+        if !clean {
+            assert_eq!(o.status.code(), Some(1), "{exec}: {}", stderr(&o));
+            assert!(stderr(&o).contains("'..'"), "{}", stderr(&o));
+        }
+        assert_eq!(
+            fs::read_to_string(&victim).ok().as_deref(),
+            Some("secret\n")
+        );
+        let mode = fs::metadata(&victim)
+            .expect("victim kept")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "victim's mode kept");
+        assert_eq!(
+            fs::read_to_string(through_link.join("bin")).ok().as_deref(),
+            Some("data\n")
+        );
+        assert_eq!(fs::read_to_string(&plain).ok().as_deref(), Some("data\n"));
+        let mode = fs::metadata(&plain)
+            .expect("file in root kept")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o111, 0, "not made executable");
+    }
+    let staging: Vec<_> = fs::read_dir(Path::new(&root).join("tmp"))
+        .expect("list root tmp")
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("exuvia-verify-")
+        })
+        .collect();
+    assert!(staging.is_empty(), "staging directories left in the root");
+}

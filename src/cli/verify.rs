@@ -1,13 +1,16 @@
 //! `exuvia verify`: runs `systemd-analyze verify` and `security --offline=true` on unit files and
 //! turns their output into a pass/fail gate. `verify` exits 0 on unknown keys and unparsable
-//! values (units.md §2.4), so every line it prints on stderr counts as an error here.
+//! values (docs/units.md, "The analyzer"), so every line it prints on stderr counts as an error here.
 //!
 //! `--root DIR` runs the analyzer of another systemd root filesystem through chroot (e.g. a
-//! Debian trixie rootfs with systemd 257 on a 252 host). The units are copied into a temporary
-//! directory inside the root together with their sibling units (so `Sockets=` resolves).
-//! `verify` also insists that `Exec*=` binaries exist; inside the root they usually do not, so
-//! each missing one is checked on the host instead and replaced by a temporary placeholder in
-//! the root for the run (`--require-exec` makes a binary missing on the host an error).
+//! Debian trixie rootfs with systemd 257 on a 252 host). The root is somebody's filesystem, so
+//! exuvia writes exactly one thing into it: a fresh directory under its `tmp/` (made by
+//! `mkdtemp`, refused if `tmp` is a symlink or leads out of the root), removed again at the end.
+//! The units are copied there with their sibling units (so `Sockets=` resolves). `verify` also
+//! insists that `Exec*=` binaries exist; inside the root they usually do not, so each missing one
+//! is checked on the host instead, and the *staged copy* of the unit is pointed at a placeholder
+//! inside that directory — no path the unit names is ever created, written or removed
+//! (`--require-exec` makes a binary missing on the host an error).
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -30,29 +33,85 @@ pub struct VerifyArgs {
     pub require_exec: bool,
 }
 
+const EXEC_KEYS: [&str; 7] = [
+    "ExecStart",
+    "ExecStartPre",
+    "ExecStartPost",
+    "ExecCondition",
+    "ExecReload",
+    "ExecStop",
+    "ExecStopPost",
+];
+
 const UNIT_SUFFIXES: &[&str] = &["service", "socket", "target", "timer", "path", "mount"];
 
-/// Files created inside the root for one run; removed on drop, whatever happened.
-/// Holds a lock on the root so concurrent runs do not remove each other's placeholders.
-#[derive(Default)]
+/// The one directory this run creates inside the root, removed (with everything in it) on
+/// drop, whatever happened. Its name is fresh, so concurrent runs never meet.
 struct Staging {
-    dir: Option<PathBuf>,
-    stubs: Vec<PathBuf>,
-    created_dirs: Vec<PathBuf>,
-    lock: Option<nix::fcntl::Flock<fs::File>>,
+    /// On the host.
+    dir: PathBuf,
+    /// As the analyzer inside the chroot sees it.
+    inner: String,
+    placeholders: usize,
+}
+
+impl Staging {
+    fn create(root: &Path) -> Result<Staging, String> {
+        let hint = "(is --root a systemd root filesystem, and are you root?)";
+        let root = fs::canonicalize(root)
+            .map_err(|e| format!("cannot resolve {}: {e} {hint}", root.display()))?;
+        let tmp = root.join("tmp");
+        match fs::symlink_metadata(&tmp) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(format!(
+                    "{} is not a directory (a symlink is refused: it could lead out of the root)",
+                    tmp.display()
+                ));
+            }
+            Err(e) => return Err(format!("cannot use {}: {e} {hint}", tmp.display())),
+        }
+        let dir = fresh_dir(&tmp)
+            .map_err(|e| format!("cannot create a directory in {}: {e} {hint}", tmp.display()))?;
+        let staging = Staging {
+            inner: format!(
+                "/tmp/{}",
+                dir.file_name().and_then(|n| n.to_str()).unwrap_or_default()
+            ),
+            dir,
+            placeholders: 0,
+        };
+        // Belt and braces against a root whose tmp/ was swapped for a link meanwhile.
+        let real = fs::canonicalize(&staging.dir)
+            .map_err(|e| format!("cannot resolve {}: {e}", staging.dir.display()))?;
+        if !real.starts_with(&root) {
+            return Err(format!("{} leads out of the root", staging.dir.display()));
+        }
+        Ok(staging)
+    }
+
+    /// A fresh executable that exits 0, inside the staging directory: (host path, inner path).
+    fn placeholder(&mut self) -> Result<String, String> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        self.placeholders += 1;
+        let name = format!("exec-{}", self.placeholders);
+        let host = self.dir.join(&name);
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o755)
+            .open(&host)
+            .and_then(|mut f| f.write_all(b"#!/bin/sh\nexit 0\n"))
+            .map_err(|e| format!("cannot create placeholder {}: {e}", host.display()))?;
+        Ok(format!("{}/{name}", self.inner))
+    }
 }
 
 impl Drop for Staging {
     fn drop(&mut self) {
-        for s in &self.stubs {
-            let _ = fs::remove_file(s);
-        }
-        for d in self.created_dirs.iter().rev() {
-            let _ = fs::remove_dir(d);
-        }
-        if let Some(d) = &self.dir {
-            let _ = fs::remove_dir_all(d);
-        }
+        // remove_dir_all does not follow symlinks, and the directory is our own.
+        let _ = fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -126,27 +185,13 @@ fn verify(args: &VerifyArgs) -> Result<bool, String> {
     };
     let (_, version, _) = analyzer.run(&["--version"])?;
     let version = version.lines().next().unwrap_or("systemd ?").to_string();
-    let mut staging = Staging::default();
-    let mut ok = true;
-
-    // (path given by the user, path as the analyzer sees it)
-    let mut units: Vec<(PathBuf, String)> = Vec::new();
-    let stage_dir = match &args.root {
-        Some(root) => {
-            let lock_path = root.join("tmp/.exuvia-verify.lock");
-            let lock = fs::File::create(&lock_path).map_err(|e| format!("cannot create {}: {e} (is --root a systemd root filesystem, and are you root?)", lock_path.display()))?;
-            let lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-                .map_err(|(_, e)| format!("cannot lock {}: {e}", lock_path.display()))?;
-            staging.lock = Some(lock);
-            let sub = format!("tmp/exuvia-verify-{}", std::process::id());
-            let dir = root.join(&sub);
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e} (is --root a systemd root filesystem, and are you root?)", dir.display()))?;
-            staging.dir = Some(dir.clone());
-            Some((dir, format!("/{sub}")))
-        }
+    let mut staging = match &args.root {
+        Some(root) => Some(Staging::create(root)?),
         None => None,
     };
+    let mut ok = true;
+
+    let mut units: Vec<Staged> = Vec::new();
     for path in &args.paths {
         let name = path
             .file_name()
@@ -158,38 +203,51 @@ fn verify(args: &VerifyArgs) -> Result<bool, String> {
                 path.display()
             ));
         }
-        match &stage_dir {
+        units.push(match &staging {
             // One directory per argument: units of the same name from different directories
             // (e.g. units/ and units/systemd-252/) must not overwrite each other.
-            Some((dir, inner)) => {
+            Some(st) => {
                 let n = units.len();
-                let sub = dir.join(n.to_string());
+                let sub = st.dir.join(n.to_string());
                 fs::create_dir(&sub)
                     .map_err(|e| format!("cannot create {}: {e}", sub.display()))?;
                 copy_with_siblings(path, &sub)?;
-                units.push((path.clone(), format!("{inner}/{n}/{name}")));
+                Staged {
+                    path: path.clone(),
+                    inner: format!("{}/{n}/{name}", st.inner),
+                    copy: Some(sub.join(name)),
+                    placeholders: Vec::new(),
+                }
             }
-            None => units.push((path.clone(), path.display().to_string())),
-        }
+            None => Staged {
+                path: path.clone(),
+                inner: path.display().to_string(),
+                copy: None,
+                placeholders: Vec::new(),
+            },
+        });
     }
 
-    for (path, _) in &units {
+    for unit in &mut units {
+        let path = &unit.path;
         let text =
             fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let unit = parse::parse(&text);
-        for key in [
-            "ExecStart",
-            "ExecStartPre",
-            "ExecStartPost",
-            "ExecCondition",
-            "ExecReload",
-            "ExecStop",
-            "ExecStopPost",
-        ] {
-            for word in unit
-                .entries("Service", key)
-                .filter_map(|e| rules::exec_command(&e.value))
-            {
+        let parsed = parse::parse(&text);
+        let mut staged_text = text.clone();
+        for key in EXEC_KEYS {
+            for entry in parsed.entries("Service", key) {
+                let Some(word) = rules::exec_command(&entry.value) else {
+                    continue;
+                };
+                if !is_normalized(word) {
+                    eprintln!(
+                        "{}:{}: {key}={word} has '.' or '..' components; systemd refuses such a path",
+                        path.display(),
+                        entry.line
+                    );
+                    ok = false;
+                    continue;
+                }
                 // systemd looks bare names up in its fixed PATH (v239+); check the usual spots.
                 let candidates: Vec<String> = if word.starts_with('/') {
                     vec![word.to_string()]
@@ -204,7 +262,7 @@ fn verify(args: &VerifyArgs) -> Result<bool, String> {
                 }
                 let bin = candidates[0].as_str();
                 let on_host = candidates.iter().any(|c| Path::new(c).exists());
-                let Some(root) = &args.root else {
+                let (Some(root), Some(st)) = (&args.root, staging.as_mut()) else {
                     eprintln!(
                         "{}: {key}={bin} does not exist here; systemd-analyze will reject it (use --root to check against a staged root)",
                         path.display()
@@ -226,18 +284,32 @@ fn verify(args: &VerifyArgs) -> Result<bool, String> {
                         path.display()
                     );
                 }
-                stub(root, bin, &mut staging)?;
+                let placeholder = st.placeholder()?;
+                staged_text = point_exec_at(&staged_text, entry.line, word, &placeholder)
+                    .ok_or_else(|| {
+                        format!(
+                            "{}:{}: cannot find {word} in the {key}= line to stage it",
+                            path.display(),
+                            entry.line
+                        )
+                    })?;
+                unit.placeholders.push((placeholder, word.to_string()));
             }
+        }
+        if let Some(copy) = unit.copy.as_ref().filter(|_| staged_text != text) {
+            fs::write(copy, staged_text)
+                .map_err(|e| format!("cannot write {}: {e}", copy.display()))?;
         }
     }
 
     // One verify run per unit: two files with the same unit name cannot be loaded together.
-    for (path, inner) in &units {
+    for unit in &units {
+        let (path, inner) = (&unit.path, &unit.inner);
         let (success, _, stderr) = analyzer.run(&["verify", "--man=no", inner])?;
         let problems: Vec<String> = stderr
             .lines()
             .filter(|l| !l.trim().is_empty())
-            .map(|l| l.replace(inner.as_str(), &path.display().to_string()))
+            .map(|l| unit.user_words(l))
             .collect();
         for p in &problems {
             eprintln!("{p}");
@@ -258,10 +330,11 @@ fn verify(args: &VerifyArgs) -> Result<bool, String> {
     }
 
     let max = args.max_exposure.map(|m| (m * 10.0).round() as u32);
-    for (path, inner) in units
+    for unit in units
         .iter()
-        .filter(|(p, _)| p.extension().is_some_and(|e| e == "service"))
+        .filter(|u| u.path.extension().is_some_and(|e| e == "service"))
     {
+        let (path, inner) = (&unit.path, &unit.inner);
         let (_, stdout, stderr) =
             analyzer.run(&["security", "--offline=true", "--no-pager", inner])?;
         let Some(score) = overall_exposure(&stdout) else {
@@ -319,25 +392,76 @@ fn copy_with_siblings(path: &Path, dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// A placeholder executable at `bin` inside `root`, removed again when `staging` drops.
-fn stub(root: &Path, bin: &str, staging: &mut Staging) -> Result<(), String> {
-    let target = root.join(bin.trim_start_matches('/'));
-    let mut missing = Vec::new();
-    let mut dir = target.parent();
-    while let Some(d) = dir.filter(|d| !d.exists()) {
-        missing.push(d.to_path_buf());
-        dir = d.parent();
+/// A new directory `exuvia-verify-…` in `parent`: mkdir(2) never follows a link at the last
+/// component and fails on any existing name, so this creates and owns exactly one directory.
+fn fresh_dir(parent: &Path) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let mut last = std::io::Error::other("no attempt");
+    for attempt in 0..16u32 {
+        let dir = parent.join(format!(
+            "exuvia-verify-{}-{:08x}",
+            std::process::id(),
+            nanos.wrapping_add(attempt.wrapping_mul(0x9e37_79b9))
+        ));
+        match fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = e,
+            Err(e) => return Err(e),
+        }
     }
-    for d in missing.iter().rev() {
-        fs::create_dir(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
-        staging.created_dirs.push(d.clone());
+    Err(last)
+}
+
+/// One unit file as given and as the analyzer sees it.
+struct Staged {
+    path: PathBuf,
+    /// The path handed to the analyzer (inside the chroot with --root).
+    inner: String,
+    /// The staged copy on the host, with --root.
+    copy: Option<PathBuf>,
+    /// (placeholder as the analyzer sees it, the binary the unit names)
+    placeholders: Vec<(String, String)>,
+}
+
+impl Staged {
+    /// An analyzer line in the user's terms: their path, their binaries.
+    fn user_words(&self, line: &str) -> String {
+        let mut line = line.replace(self.inner.as_str(), &self.path.display().to_string());
+        for (placeholder, bin) in &self.placeholders {
+            line = line.replace(placeholder.as_str(), bin);
+        }
+        line
     }
-    fs::write(&target, "#!/bin/sh\nexit 0\n")
-        .map_err(|e| format!("cannot create placeholder {}: {e}", target.display()))?;
-    staging.stubs.push(target.clone());
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(&target, fs::Permissions::from_mode(0o755))
-        .map_err(|e| format!("cannot chmod {}: {e}", target.display()))
+}
+
+/// No `.` or `..` component: systemd refuses such Exec paths, and exuvia will not look one up.
+fn is_normalized(word: &str) -> bool {
+    !word.split('/').any(|c| c == "." || c == "..")
+}
+
+/// `text` with the command `word` of the `Exec*=` entry starting at 1-based `line` replaced by
+/// `with` (prefix characters and arguments kept); None if the line does not hold it.
+fn point_exec_at(text: &str, line: usize, word: &str, with: &str) -> Option<String> {
+    let mut out = String::with_capacity(text.len() + with.len());
+    let mut found = false;
+    for (i, l) in text.split_inclusive('\n').enumerate() {
+        if i + 1 == line {
+            let (key, value) = l.split_once('=')?;
+            let at = value.find(word)?;
+            out.push_str(key);
+            out.push('=');
+            out.push_str(&value[..at]);
+            out.push_str(with);
+            out.push_str(&value[at + word.len()..]);
+            found = true;
+        } else {
+            out.push_str(l);
+        }
+    }
+    found.then_some(out)
 }
 
 /// "→ Overall exposure level for x.service: 1.1 OK 🙂" → 11 (tenths).
@@ -353,6 +477,51 @@ fn overall_exposure(stdout: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn staging_points_the_copy_at_a_placeholder() {
+        let text =
+            "[Service]\nExecStart=/usr/bin/app --x /usr/bin/app\nExecReload=-/usr/bin/app reload\n";
+        assert_eq!(
+            point_exec_at(text, 3, "/usr/bin/app", "/tmp/s/exec-1").as_deref(),
+            Some(
+                "[Service]\nExecStart=/usr/bin/app --x /usr/bin/app\nExecReload=-/tmp/s/exec-1 reload\n"
+            )
+        );
+        assert_eq!(point_exec_at(text, 1, "/usr/bin/app", "/x"), None);
+        assert!(is_normalized("/usr/bin/app") && is_normalized("app"));
+        assert!(!is_normalized("/../../etc/shadow") && !is_normalized("/usr/./bin/x"));
+    }
+
+    #[test]
+    fn staging_refuses_a_tmp_that_leads_out_of_the_root() {
+        let base = std::env::temp_dir().join(format!("exuvia-verify-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        let (root, outside) = (base.join("root"), base.join("outside"));
+        fs::create_dir_all(&root).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("tmp")).unwrap();
+        let err = Staging::create(&root)
+            .err()
+            .expect("a symlinked tmp is refused");
+        assert!(err.contains("symlink"), "{err}");
+        assert_eq!(
+            fs::read_dir(&outside).unwrap().count(),
+            0,
+            "nothing written outside"
+        );
+
+        fs::remove_file(root.join("tmp")).unwrap();
+        fs::create_dir(root.join("tmp")).unwrap();
+        let dir = {
+            let mut st = Staging::create(&root).unwrap();
+            let p = st.placeholder().unwrap();
+            assert!(p.starts_with(&st.inner) && st.inner.starts_with("/tmp/exuvia-verify-"));
+            st.dir.clone()
+        };
+        assert!(!dir.exists(), "the staging directory is removed on drop");
+        fs::remove_dir_all(&base).unwrap();
+    }
 
     #[test]
     fn parses_exposure_line() {
