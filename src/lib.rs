@@ -40,8 +40,9 @@
 //! }
 //! ```
 //!
-//! The async API is in [`tokio`] (feature `tokio`). The load client the tests use is in
-//! [`load`]; a systemd protocol simulator for your own tests is in [`testing`].
+//! The async API is in [`tokio`] (feature `tokio`). The tools that prove an upgrade dropped
+//! nothing — a systemd protocol simulator and a classifying load client — are a crate of
+//! their own, `exuvia-testing`, so a service never compiles them.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
@@ -56,7 +57,6 @@ mod error;
 mod fds;
 mod lifecycle;
 mod listener;
-pub mod load;
 pub mod manifest;
 mod notify;
 mod parent;
@@ -64,7 +64,6 @@ mod sockets;
 mod sys;
 #[cfg(feature = "systemd")]
 pub mod systemd;
-pub mod testing;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 mod upgrader;

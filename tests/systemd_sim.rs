@@ -1,4 +1,4 @@
-//! The examples under the systemd protocol simulator (`exuvia::testing`): socket
+//! The examples under the systemd protocol simulator (`exuvia_testing::sim`): socket
 //! activation by name, `Type=notify-reload` with the default `NotifyAccess=main`, the old
 //! main announcing the successor, failed upgrades reported as `STATUS=`, stop, watchdog and
 //! fd store — with every datagram checked against systemd's rules.
@@ -9,8 +9,8 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use common::*;
-use exuvia::load::Target;
-use exuvia::testing::{ServiceCommand, SimConfig, Simulator};
+use exuvia_testing::load::Target;
+use exuvia_testing::sim::{ServiceCommand, SimConfig, Simulator};
 
 const T: Duration = Duration::from_secs(20);
 

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use exuvia::load::{self, LoadConfig, Target};
+use exuvia_testing::load::{self, LoadConfig, Target};
 
 /// `target/<profile>/examples/NAME`, built by `cargo test` alongside the tests.
 pub fn example(name: &str) -> PathBuf {

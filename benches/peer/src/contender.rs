@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use exuvia::load::{self, Target};
+use exuvia_testing::load::{self, Target};
 
 use crate::procfs;
 use crate::server::mono_ns;

@@ -1,5 +1,5 @@
 //! Peer benchmark driver: the same echo server upgraded four ways (exuvia, ecdysis, naive
-//! stop/start, SO_REUSEPORT) under the same load (`exuvia::load`), side by side in one run.
+//! stop/start, SO_REUSEPORT) under the same load (`exuvia_testing::load`), side by side in one run.
 //!
 //! ```text
 //! benches/peer/run.sh --quick    # seconds; exits 1 if exuvia fails any request (CI)

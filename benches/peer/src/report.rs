@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use exuvia::load::FailureKind;
+use exuvia_testing::load::FailureKind;
 
 use crate::contender::{Build, Kind};
 use crate::run::{Throughput, UpgradeRun};

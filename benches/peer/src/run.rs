@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use exuvia::load::{self, LoadConfig, LoadReport, Mode};
+use exuvia_testing::load::{self, LoadConfig, LoadReport, Mode};
 
 use crate::contender::{Build, Kind, Sample, Server, Setup};
 use crate::procfs;

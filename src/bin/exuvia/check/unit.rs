@@ -9,7 +9,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use exuvia::load::Target;
+use exuvia_testing::load::Target;
 
 use super::drive::{self, Schedule, Service};
 use super::progress::Ui;

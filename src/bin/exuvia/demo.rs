@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use exuvia::load::{Mode, Target};
-use exuvia::testing::NotifyAccess;
+use exuvia_testing::load::{Mode, Target};
+use exuvia_testing::sim::NotifyAccess;
 use nix::sys::signal::Signal;
 use serde::Serialize;
 

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use exuvia::load::{Mode, Target};
-use exuvia::testing::NotifyAccess;
+use exuvia_testing::load::{Mode, Target};
+use exuvia_testing::sim::NotifyAccess;
 use nix::sys::signal::Signal;
 
 use super::load::{parse_duration, parse_mode, parse_target};
@@ -205,19 +205,19 @@ fn check(args: CheckArgs, ui: &Ui) -> Result<ExitCode, String> {
 
 /// Checks the load parameters before anything starts, so a typo costs no service start.
 pub fn validate(s: &Schedule) -> Result<(), String> {
-    if s.interval.is_zero() || s.interval > exuvia::load::MAX_DURATION {
+    if s.interval.is_zero() || s.interval > exuvia_testing::load::MAX_DURATION {
         return Err("--interval must be > 0 and <= 1h".into());
     }
     if s.reloads > 10_000 {
         return Err("--reloads must be at most 10000".into());
     }
-    if !(1..=exuvia::load::MAX_CONNECTIONS).contains(&s.connections) {
+    if !(1..=exuvia_testing::load::MAX_CONNECTIONS).contains(&s.connections) {
         return Err(format!(
             "--connections must be 1..={}",
-            exuvia::load::MAX_CONNECTIONS
+            exuvia_testing::load::MAX_CONNECTIONS
         ));
     }
-    if s.request_timeout.is_zero() || s.request_timeout > exuvia::load::MAX_DURATION {
+    if s.request_timeout.is_zero() || s.request_timeout > exuvia_testing::load::MAX_DURATION {
         return Err("--request-timeout must be > 0 and <= 1h".into());
     }
     if !s.http_path.starts_with('/') || s.http_path.contains(char::is_whitespace) {

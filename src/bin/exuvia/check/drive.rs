@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use exuvia::load::{self, LoadConfig, LoadReport, Mode, Target};
+use exuvia_testing::load::{self, LoadConfig, LoadReport, Mode, Target};
 
 use super::progress::Ui;
 use super::report::ReloadEntry;

@@ -1,4 +1,4 @@
-//! `exuvia check -- COMMAND`: the service runs under `exuvia::testing::Simulator`, a strict
+//! `exuvia check -- COMMAND`: the service runs under `exuvia_testing::sim::Simulator`, a strict
 //! stand-in for systemd, so a laptop or a CI runner without systemd gets the same verdict.
 //!
 //! The listeners are bound here and passed by socket activation, but — unlike a `.socket`
@@ -14,8 +14,8 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use exuvia::load::Target;
-use exuvia::testing::{NotifyAccess, ServiceCommand, SimConfig, SimError, Simulator, State};
+use exuvia_testing::load::Target;
+use exuvia_testing::sim::{NotifyAccess, ServiceCommand, SimConfig, SimError, Simulator, State};
 use nix::sys::signal::Signal;
 use socket2::{Domain, SockAddr, Socket, Type};
 

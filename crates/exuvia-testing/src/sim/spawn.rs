@@ -37,7 +37,7 @@ const PID_DIGITS: usize = 10;
 /// What to run as the service's `ExecStart=`.
 ///
 /// ```no_run
-/// use exuvia::testing::ServiceCommand;
+/// use exuvia_testing::sim::ServiceCommand;
 /// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
 /// let cmd = ServiceCommand::new("/usr/bin/python3")
 ///     .arg("service.py")

@@ -41,7 +41,7 @@
 use std::fmt::{self, Write as _};
 use std::time::Duration;
 
-use exuvia::load::{FailureKind, LoadReport};
+use exuvia_testing::load::{FailureKind, LoadReport};
 use serde::Serialize;
 
 /// Bumped when a field is removed or changes meaning.
@@ -165,8 +165,8 @@ pub struct ViolationEntry {
     pub at: Duration,
 }
 
-impl From<&exuvia::testing::Violation> for ViolationEntry {
-    fn from(v: &exuvia::testing::Violation) -> Self {
+impl From<&exuvia_testing::sim::Violation> for ViolationEntry {
+    fn from(v: &exuvia_testing::sim::Violation) -> Self {
         ViolationEntry {
             rule: kebab(&format!("{:?}", v.rule)),
             description: v.rule.to_string(),

@@ -45,7 +45,7 @@
 //! # Example
 //! ```no_run
 //! use std::time::Duration;
-//! use exuvia::testing::{ServiceCommand, SimConfig, Simulator};
+//! use exuvia_testing::sim::{ServiceCommand, SimConfig, Simulator};
 //!
 //! let sim = Simulator::new(SimConfig {
 //!     reload_timeout: Duration::from_secs(5),

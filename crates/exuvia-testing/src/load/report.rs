@@ -14,8 +14,8 @@ pub const MAX_STORED_FAILURES: usize = 10_000;
 
 /// Why a request failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[cfg_attr(feature = "cli", derive(serde::Serialize))]
-#[cfg_attr(feature = "cli", serde(rename_all = "kebab-case"))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
 pub enum FailureKind {
     /// ECONNREFUSED, or ENOENT for a Unix path: nobody was listening.
     Refused,
@@ -56,12 +56,12 @@ impl fmt::Display for FailureKind {
 
 /// One failed request.
 #[derive(Clone, Debug)]
-#[cfg_attr(feature = "cli", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Failure {
     /// What went wrong.
     pub kind: FailureKind,
     /// Time since the run started when the failure was observed.
-    #[cfg_attr(feature = "cli", serde(serialize_with = "secs::one"))]
+    #[cfg_attr(feature = "serde", serde(serialize_with = "secs::one"))]
     pub at: Duration,
     /// The worker that saw it.
     pub worker: u32,
@@ -73,22 +73,22 @@ pub struct Failure {
 
 /// Latency of successful requests (connect included for fresh connections).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "cli", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Latency {
     /// Median.
-    #[cfg_attr(feature = "cli", serde(serialize_with = "secs::one"))]
+    #[cfg_attr(feature = "serde", serde(serialize_with = "secs::one"))]
     pub p50: Duration,
     /// 99th percentile.
-    #[cfg_attr(feature = "cli", serde(serialize_with = "secs::one"))]
+    #[cfg_attr(feature = "serde", serde(serialize_with = "secs::one"))]
     pub p99: Duration,
     /// Maximum.
-    #[cfg_attr(feature = "cli", serde(serialize_with = "secs::one"))]
+    #[cfg_attr(feature = "serde", serde(serialize_with = "secs::one"))]
     pub max: Duration,
 }
 
 /// Result of a load run. In JSON, durations are seconds as floating point numbers.
 #[derive(Clone, Debug)]
-#[cfg_attr(feature = "cli", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct LoadReport {
     /// Where the load went.
     pub target: String,
@@ -107,7 +107,7 @@ pub struct LoadReport {
     /// Failure counts per epoch.
     pub failures_by_epoch: BTreeMap<u32, u64>,
     /// Length of the run.
-    #[cfg_attr(feature = "cli", serde(serialize_with = "secs::one"))]
+    #[cfg_attr(feature = "serde", serde(serialize_with = "secs::one"))]
     pub elapsed: Duration,
     /// Latency of successful requests.
     pub latency: Latency,
@@ -120,7 +120,7 @@ pub struct LoadReport {
     /// for idempotent requests, and no server can avoid that race). Not failures.
     pub http_retries: u64,
     /// Start of epoch `i + 1`, as time since the run started; epoch 0 begins at the start.
-    #[cfg_attr(feature = "cli", serde(serialize_with = "secs::many"))]
+    #[cfg_attr(feature = "serde", serde(serialize_with = "secs::many"))]
     pub epochs: Vec<Duration>,
 }
 
@@ -245,7 +245,7 @@ impl fmt::Display for LoadReport {
 }
 
 /// Serializes durations as fractional seconds, which JSON consumers read without a schema.
-#[cfg(feature = "cli")]
+#[cfg(feature = "serde")]
 mod secs {
     use std::time::Duration;
 

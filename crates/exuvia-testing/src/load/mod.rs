@@ -5,7 +5,7 @@
 //! request ([`FailureKind`]), attributes it to the reload in progress ([`LoadHandle::mark`]
 //! starts a new *epoch*), and always ends: duration (capped at one hour), optional request
 //! budget, stop flag, per-request timeout, capped failure details. It uses std threads and
-//! blocking sockets only, so the library's base build stays free of any async runtime; the
+//! blocking sockets only, so it needs no async runtime; the
 //! integration tests, the `exuvia load` subcommand and the container harness all share it.
 //!
 //! Modes ([`Mode`]) speak a line echo protocol (one connection per request, or one
@@ -13,7 +13,7 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use exuvia::load::{self, LoadConfig, Mode};
+//! use exuvia_testing::load::{self, LoadConfig, Mode};
 //!
 //! let mut cfg = LoadConfig::new("tcp:127.0.0.1:8080".parse()?);
 //! cfg.mode = Mode::Echo;
@@ -24,7 +24,7 @@
 //! let report = handle.wait();
 //! assert!(report.is_clean(), "{report}");
 //! # let _ = epoch;
-//! # Ok::<(), exuvia::load::LoadError>(())
+//! # Ok::<(), exuvia_testing::load::LoadError>(())
 //! ```
 use std::fmt;
 use std::io;
@@ -55,8 +55,8 @@ pub const MAX_CONNECTIONS: u32 = 4096;
 
 /// What each worker does.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "cli", derive(serde::Serialize))]
-#[cfg_attr(feature = "cli", serde(rename_all = "lowercase"))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum Mode {
     /// Loop: connect, send one unique line, read and compare the echo, close.
     #[default]

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::thread;
 use std::time::Duration;
 
-use exuvia::load::{self, LoadConfig, LoadReport, Mode, Target};
+use exuvia_testing::load::{self, LoadConfig, LoadReport, Mode, Target};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};

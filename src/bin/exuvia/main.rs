@@ -1,4 +1,5 @@
-//! Subcommands of the `exuvia` binary, one module each.
+//! The `exuvia` command line tool: one module per subcommand. Nothing here is part of the
+//! library; a library user builds with `default-features = false` and compiles none of it.
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -44,7 +45,7 @@ enum Command {
     Lint(lint::LintArgs),
 }
 
-pub fn main() -> ExitCode {
+fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Demo(args) => demo::run(args),
         Command::Check(args) => check::run(args),

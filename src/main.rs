@@ -1,6 +1,0 @@
-//! The `exuvia` command line tool.
-mod cli;
-
-fn main() -> std::process::ExitCode {
-    cli::main()
-}
