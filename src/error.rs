@@ -53,6 +53,18 @@ pub enum Error {
     /// Socket activation variables are malformed.
     #[error("socket activation: {0}")]
     Activation(#[from] ActivationError),
+    /// An `EXUVIA_*` variable from the unit is malformed.
+    #[error(
+        "{var}={value:?}: {why}; the unit sets it (Environment=), write a span like 30s, 500ms or 1min 30s"
+    )]
+    Environment {
+        /// The variable.
+        var: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong.
+        why: String,
+    },
     /// `ready()` was called twice.
     #[error("ready() was already called")]
     AlreadyReady,

@@ -60,10 +60,12 @@ mod listener;
 pub mod manifest;
 mod notify;
 mod parent;
+pub mod reload_client;
 mod sockets;
 mod sys;
 #[cfg(feature = "systemd")]
 pub mod systemd;
+mod timespan;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 mod upgrader;
@@ -73,4 +75,5 @@ pub use driver::Upgraded;
 pub use error::{ActivationError, Error, HandoverError, ManifestError, UpgradeError};
 pub use lifecycle::{DrainReason, Phase};
 pub use listener::Listener;
+pub use reload_client::reload_client;
 pub use upgrader::{Builder, Exuvia};

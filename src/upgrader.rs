@@ -27,6 +27,11 @@ use crate::sockets;
 /// Configures and starts exuvia. Defaults: upgrade on SIGHUP, stop on SIGTERM/SIGINT,
 /// 60 s for a successor to become ready, drain with a soft deadline of 0 s (ask connections
 /// to finish at once) and a hard deadline of 30 s, at most 4 generations draining.
+///
+/// The deadlines can come from the unit instead: `EXUVIA_READY_TIMEOUT`, `EXUVIA_DRAIN_SOFT`
+/// and `EXUVIA_DRAIN_HARD` (systemd time spans, e.g. `Environment=EXUVIA_DRAIN_HARD=10s`)
+/// win over the builder, so the unit's `TimeoutStartSec=`/`TimeoutStopSec=` and the
+/// service's own deadlines have one source (`exuvia unit` writes both).
 #[derive(Clone, Debug, Default)]
 pub struct Builder {
     cfg: Config,
@@ -101,6 +106,7 @@ impl Builder {
     pub fn start(self) -> Result<Exuvia, Error> {
         let mut cfg = self.cfg;
         cfg.start = StartEnv::capture();
+        cfg.apply_env_deadlines()?;
         let life = Lifecycle::new().map_err(Error::io("creating eventfds"))?;
         let mut registry = Registry::default();
         let (generation, draining, parent, state) = match cfg.start.handover.clone() {
