@@ -47,7 +47,6 @@
 #![warn(missing_docs)]
 
 mod channel;
-mod child;
 mod config;
 pub mod control;
 mod drain;
@@ -55,13 +54,17 @@ mod driver;
 mod env;
 mod error;
 mod fds;
+mod join;
 mod lifecycle;
 mod listener;
 pub mod manifest;
 mod notify;
-mod parent;
+mod predecessor;
 pub mod reload_client;
+mod request;
 mod sockets;
+mod successor;
+mod sync;
 mod sys;
 #[cfg(feature = "systemd")]
 pub mod systemd;
@@ -71,9 +74,10 @@ pub mod tokio;
 mod upgrader;
 
 pub use drain::{ConnGuard, DrainReport, Tracker};
-pub use driver::Upgraded;
-pub use error::{ActivationError, Error, HandoverError, ManifestError, UpgradeError};
+pub use error::{ActivationError, Error, HandoverError, UpgradeError};
 pub use lifecycle::{DrainReason, Phase};
 pub use listener::Listener;
+pub use manifest::{FdKind, ManifestError};
 pub use reload_client::reload_client;
+pub use request::Upgraded;
 pub use upgrader::{Builder, Exuvia};

@@ -194,7 +194,7 @@ impl Exuvia {
         let (soft, hard) = self.core.drain_deadlines();
         let report = self.connections.drain(reason, soft, hard).await;
         let life = self.core.lifecycle().clone();
-        let wait = crate::upgrader::CONTROL_ANSWER_WAIT;
+        let wait = crate::lifecycle::CONTROL_ANSWER_WAIT;
         let _ = ::tokio::task::spawn_blocking(move || life.wait_control_answered(wait)).await;
         report
     }

@@ -12,9 +12,9 @@ use std::time::Duration;
 use socket2::Socket;
 
 use crate::config::Config;
-use crate::control::{CONTROL_NAME, Waiter};
+use crate::control::CONTROL_NAME;
 use crate::drain::{DrainReport, Tracker};
-use crate::driver::{Driver, Request, Shared, Upgraded};
+use crate::driver::{Driver, Inputs, Shared};
 use crate::env::StartEnv;
 use crate::error::{Error, UpgradeError};
 use crate::fds::{Origin, Registry};
@@ -22,6 +22,7 @@ use crate::lifecycle::{Lifecycle, Phase};
 use crate::listener::Listener;
 use crate::manifest::FdKind;
 use crate::notify::{Notifier, Silent};
+use crate::request::{Request, Upgraded, Waiter};
 use crate::sockets;
 
 /// Configures and starts exuvia. Defaults: upgrade on SIGHUP, stop on SIGTERM/SIGINT,
@@ -109,9 +110,9 @@ impl Builder {
         cfg.apply_env_deadlines()?;
         let life = Lifecycle::new().map_err(Error::io("creating eventfds"))?;
         let mut registry = Registry::default();
-        let (generation, draining, parent, state) = match cfg.start.handover.clone() {
+        let (generation, draining, predecessor, state) = match cfg.start.handover.clone() {
             Some(var) => {
-                let mut p = crate::parent::take_over(&var, &mut registry)?;
+                let mut p = crate::predecessor::take_over(&var, &mut registry)?;
                 let state = p.state.take();
                 (p.generation, p.draining.clone(), Some(p), state)
             }
@@ -145,19 +146,19 @@ impl Builder {
         let (tx, rx) = mpsc::channel();
         let wake = Arc::new(crate::sys::eventfd().map_err(Error::io("creating eventfd"))?);
         let cfg = Arc::new(cfg);
-        let driver = Driver::new(
-            cfg.clone(),
-            shared.clone(),
+        let driver = Driver::new(Inputs {
+            cfg: cfg.clone(),
+            shared: shared.clone(),
             notifier,
             signals,
-            rx,
-            tx.clone(),
-            wake.clone(),
+            requests: rx,
+            request_tx: tx.clone(),
+            wake: wake.clone(),
             generation,
             draining,
-            parent,
+            predecessor,
             control,
-        );
+        });
         std::thread::Builder::new()
             .name("exuvia".into())
             .spawn(move || driver.run())
@@ -199,9 +200,6 @@ fn take_activated(env: &StartEnv, registry: &mut Registry) -> Result<(), Error> 
     Ok(())
 }
 
-/// How long the end of a drain waits for control requests accepted before the handover.
-pub(crate) const CONTROL_ANSWER_WAIT: Duration = Duration::from_secs(5);
-
 /// The running generation's handle.
 pub struct Exuvia {
     cfg: Arc<Config>,
@@ -231,11 +229,7 @@ impl Exuvia {
 
     /// An opaque blob for the next generation (sent with the manifest).
     pub fn set_state(&self, blob: Vec<u8>) {
-        *self
-            .shared
-            .next_state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(blob));
+        *crate::sync::lock(&self.shared.next_state) = Some(Arc::new(blob));
     }
 
     /// The current phase.
@@ -260,11 +254,7 @@ impl Exuvia {
         kind: FdKind,
         create: impl FnOnce() -> Result<OwnedFd, Error>,
     ) -> Result<OwnedFd, Error> {
-        let mut reg = self
-            .shared
-            .registry
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut reg = self.shared.registry();
         let (fd, origin) = reg.claim_or_create(name, kind, create)?;
         match origin {
             Some(o) => tracing::info!(name, %kind, from = ?o, "inherited"),
@@ -428,7 +418,9 @@ impl Exuvia {
         let report = self
             .tracker
             .drain(reason, self.cfg.drain_soft, self.cfg.drain_hard);
-        self.shared.life.wait_control_answered(CONTROL_ANSWER_WAIT);
+        self.shared
+            .life
+            .wait_control_answered(crate::lifecycle::CONTROL_ANSWER_WAIT);
         report
     }
 }
