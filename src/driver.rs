@@ -8,7 +8,6 @@
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixListener;
-use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -16,10 +15,12 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::error::{Error, UpgradeError};
 use crate::fds::Registry;
+use crate::generations;
 use crate::join::{JoinWindow, Joined};
 use crate::lifecycle::{DrainReason, Lifecycle, Phase};
 use crate::manifest::Ancestor;
 use crate::notify::Notifier;
+use crate::pidfile;
 use crate::predecessor::Predecessor;
 use crate::request::{Request, UpgradeResult, Upgraded, Verdict, Waiter};
 use crate::successor::{self, Answer, Successor};
@@ -152,8 +153,8 @@ impl Driver {
                     Err(mpsc::TryRecvError::Disconnected) => return self.shutdown(),
                 }
             }
-            if woke.parent {
-                self.on_parent_message();
+            if woke.predecessor {
+                self.on_predecessor_message();
             }
             if woke.control {
                 self.accept_control();
@@ -171,7 +172,7 @@ impl Driver {
     /// deadline passed.
     fn wait(&self) -> std::io::Result<(Woke, bool)> {
         let mut fds: Vec<BorrowedFd<'_>> = vec![self.signals.as_fd(), self.wake.as_fd()];
-        let parent = self.predecessor.as_ref().filter(|_| self.ready).map(|p| {
+        let predecessor = self.predecessor.as_ref().filter(|_| self.ready).map(|p| {
             fds.push(p.channel.as_fd());
             fds.len() - 1
         });
@@ -201,7 +202,7 @@ impl Driver {
         let woke = Woke {
             signals: r[0],
             wake: r[1],
-            parent: at(parent),
+            predecessor: at(predecessor),
             control: at(control),
             successor: at(successor) || successor.is_some_and(|i| r[i + 1]),
         };
@@ -274,7 +275,7 @@ impl Driver {
     fn take_main(&mut self) {
         self.main = true;
         if let Some(path) = &self.cfg.pid_file {
-            if let Err(e) = write_pid_file(path) {
+            if let Err(e) = pidfile::write(path) {
                 tracing::warn!(path = %path.display(), error = %e, "could not write the pid file");
             }
         }
@@ -290,7 +291,7 @@ impl Driver {
             .map(|i| Instant::now() + i);
     }
 
-    fn on_parent_message(&mut self) {
+    fn on_predecessor_message(&mut self) {
         let Some(p) = &self.predecessor else { return };
         match p.poll_complete() {
             Ok(false) => return,
@@ -390,7 +391,7 @@ impl Driver {
             .args
             .clone()
             .unwrap_or_else(|| self.cfg.start.args.clone());
-        let mut draining: Vec<Ancestor> = self.alive_ancestors();
+        let mut draining: Vec<Ancestor> = generations::alive(&self.draining);
         let me = std::process::id() as i32;
         draining.push(Ancestor {
             pid: me,
@@ -411,14 +412,6 @@ impl Driver {
             state,
             signal_trigger_us: self.join.running_trigger_us(),
         })
-    }
-
-    fn alive_ancestors(&self) -> Vec<Ancestor> {
-        self.draining
-            .iter()
-            .copied()
-            .filter(|a| sys::pidfd_for(a.pid, a.start_time).is_some())
-            .collect()
     }
 
     /// **await ready**: the successor's channel or pidfd became readable.
@@ -555,30 +548,11 @@ impl Driver {
             fds_closed = closed,
             "handover complete"
         );
-        self.cut_excess_generations();
+        generations::cut_beyond_cap(&self.draining, self.cfg.max_draining);
         self.life()
             .set_phase(Phase::Draining(DrainReason::Upgraded));
         tracing::info!(phase = "drain", "draining");
         self.answer(f.asked_by, f.joined, Ok(report));
-    }
-
-    /// Keeps at most `max_draining` old generations: cut the oldest beyond it.
-    fn cut_excess_generations(&mut self) {
-        let mut alive: Vec<(Ancestor, OwnedFd)> = self
-            .draining
-            .iter()
-            .filter_map(|a| sys::pidfd_for(a.pid, a.start_time).map(|fd| (*a, fd)))
-            .collect();
-        // This process drains too, so it counts against the cap.
-        while alive.len() + 1 > self.cfg.max_draining {
-            let (a, fd) = alive.remove(0);
-            tracing::warn!(
-                pid = a.pid,
-                cap = self.cfg.max_draining,
-                "too many generations draining; cutting the oldest"
-            );
-            let _ = sys::pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
-        }
     }
 
     /// The stop signal: drain without a successor.
@@ -627,25 +601,7 @@ impl Driver {
 struct Woke {
     signals: bool,
     wake: bool,
-    parent: bool,
+    predecessor: bool,
     control: bool,
     successor: bool,
-}
-
-/// Writes the pid file atomically (temp file + rename in the same directory).
-fn write_pid_file(path: &Path) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::other("pid file path has no file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, format!("{}\n", std::process::id()))?;
-    std::fs::rename(&tmp, path)
 }
