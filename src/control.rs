@@ -92,8 +92,8 @@ pub(crate) fn serve(
             {
                 return;
             }
-            if line.trim_end() != "upgrade" {
-                return refuse(stream, "unknown request; the only request is `upgrade`");
+            if let Err(why) = parse_request(&line) {
+                return refuse(stream, why);
             }
             let (vtx, vrx) = mpsc::channel();
             if tx.send(Request::Join(vtx)).is_err() {
@@ -110,6 +110,15 @@ pub(crate) fn serve(
         });
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "cannot start a control connection thread");
+    }
+}
+
+/// What a request line asks for; the only request is `upgrade`.
+pub(crate) fn parse_request(line: &str) -> Result<(), &'static str> {
+    match line.trim_end_matches(['\n', '\r']) {
+        "upgrade" => Ok(()),
+        "" => Err("empty request; the only request is `upgrade`"),
+        _ => Err("unknown request; the only request is `upgrade`"),
     }
 }
 

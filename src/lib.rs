@@ -54,6 +54,9 @@ mod driver;
 mod env;
 mod error;
 mod fds;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod generations;
 mod join;
 mod lifecycle;
