@@ -244,8 +244,14 @@ impl Driver {
         self.life().set_phase(Phase::Serving);
         match &self.predecessor {
             Some(p) => {
-                p.send_ready()
-                    .map_err(Error::io("telling the previous generation we are ready"))?;
+                if let Err(e) = p.send_ready() {
+                    // The predecessor died before it could hand over (the channel is gone):
+                    // nobody else holds the listeners now, so this process serves alone.
+                    tracing::warn!(error = %e, "the previous generation is gone; taking over alone");
+                    self.predecessor = None;
+                    self.take_main();
+                    return Ok(());
+                }
                 tracing::info!("ready; waiting for the previous generation to hand over");
                 if let Some(t) = p.signal_trigger_us {
                     self.join = JoinWindow::inherited(
@@ -421,11 +427,11 @@ impl Driver {
         let exited = f.successor.exited();
         let outcome = match f.successor.answer() {
             Answer::Ready if !exited => Ok(()),
+            // Handing over to a dead process would leave nobody serving.
+            Answer::Ready => Err(UpgradeError::DiedAfterReady { pid }),
             Answer::Failed(reason) => Err(UpgradeError::Failed { pid, reason }),
             Answer::Malformed(message) if !exited => Err(UpgradeError::Protocol { pid, message }),
-            Answer::Ready | Answer::Gone | Answer::Malformed(_) => {
-                Err(UpgradeError::Exited { pid })
-            }
+            Answer::Gone | Answer::Malformed(_) => Err(UpgradeError::Exited { pid }),
         };
         let Some(f) = self.inflight.take() else {
             return;

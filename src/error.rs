@@ -225,6 +225,12 @@ pub enum UpgradeError {
         /// Successor pid.
         pid: i32,
     },
+    /// The successor said `ready` and died before this process handed over to it.
+    #[error("successor (pid {pid}) died right after it said ready, before the handover")]
+    DiedAfterReady {
+        /// Successor pid.
+        pid: i32,
+    },
     /// The successor missed the readiness deadline and was killed.
     #[error("successor (pid {pid}) was not ready within {timeout:?} and was killed")]
     Timeout {

@@ -148,7 +148,7 @@ fn init_logging() {
 }
 
 /// Test hook: a successor whose init fails the way `fail_file` says (`exit`, `panic`,
-/// `segv`, `hang`). Generation 1 ignores it so the service can start.
+/// `segv`, `hang`) or is `slow` (1.5 s, then fine). Generation 1 ignores it so the service can start.
 pub fn maybe_fail(args: &Args, generation: u64) {
     let Some(path) = &args.fail_file else { return };
     if generation < 2 {
@@ -171,6 +171,8 @@ pub fn maybe_fail(args: &Args, generation: u64) {
             let _ = raise(Signal::SIGSEGV);
         }
         "hang" => std::thread::sleep(Duration::from_secs(3600)),
+        // A successor that takes its time but then starts normally.
+        "slow" => std::thread::sleep(Duration::from_millis(1500)),
         _ => {}
     }
 }
