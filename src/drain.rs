@@ -72,6 +72,14 @@ impl DrainReport {
             cut,
             "drain finished"
         );
+        use crate::stats::{Counter, stats};
+        stats().add(
+            Counter::ConnectionsDrained,
+            open_at_start.saturating_sub(cut) as u64,
+        );
+        stats().add(Counter::ConnectionsCut, cut as u64);
+        crate::stats::observe("exuvia_drain_seconds", report.elapsed);
+        crate::stats::gauge("exuvia_connections_at_handover", open_at_start as f64);
         report
     }
 }

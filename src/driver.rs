@@ -12,6 +12,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::channel::{Channel, Message};
 use crate::config::Config;
 use crate::error::{Error, UpgradeError};
 use crate::fds::Registry;
@@ -21,8 +22,9 @@ use crate::lifecycle::{DrainReason, Lifecycle, Phase};
 use crate::manifest::Ancestor;
 use crate::notify::Notifier;
 use crate::pidfile;
-use crate::predecessor::Predecessor;
+use crate::predecessor::{FromPredecessor, Predecessor};
 use crate::request::{Request, UpgradeResult, Upgraded, Verdict, Waiter};
+use crate::stats::{Counter, stats};
 use crate::successor::{self, Answer, Successor};
 use crate::sync::lock;
 use crate::sys;
@@ -82,10 +84,14 @@ pub(crate) struct Driver {
     control: Option<UnixListener>,
     /// Ready, and no predecessor still holds the listeners: this process may upgrade.
     main: bool,
+    /// The predecessor has let go (or is gone); stays true after this process hands over in turn.
+    took_over: bool,
     ready: bool,
     inflight: Option<InFlight>,
     /// A trigger that arrived between our `ready` and the predecessor's `complete`.
     deferred: Option<Waiter>,
+    /// The channel to the successor this process handed over to, kept for its drain results.
+    handed_to: Option<Channel>,
     join: JoinWindow,
     next_watchdog: Option<Instant>,
 }
@@ -105,9 +111,11 @@ impl Driver {
             predecessor: i.predecessor,
             control: i.control,
             main: false,
+            took_over: false,
             ready: false,
             inflight: None,
             deferred: None,
+            handed_to: None,
             join: JoinWindow::default(),
             next_watchdog: None,
         }
@@ -227,6 +235,19 @@ impl Driver {
                 let _ = reply.send(self.on_ready());
             }
             Request::Stop => self.stop(),
+            Request::Drained(report, ack) => {
+                if let Some(ch) = &self.handed_to {
+                    let drained = report.open_at_start.saturating_sub(report.cut) as u64;
+                    let pairs = vec![
+                        ("connections_drained".to_owned(), drained),
+                        ("connections_cut".to_owned(), report.cut as u64),
+                    ];
+                    if let Err(e) = ch.send_msg(&Message::Stats(pairs)) {
+                        tracing::debug!(error = %e, "the successor did not take the drain results");
+                    }
+                }
+                let _ = ack.send(());
+            }
             Request::Shutdown => {}
         }
     }
@@ -280,6 +301,7 @@ impl Driver {
     /// This process now holds the listeners alone and may upgrade.
     fn take_main(&mut self) {
         self.main = true;
+        self.took_over = true;
         if let Some(path) = &self.cfg.pid_file {
             if let Err(e) = pidfile::write(path) {
                 tracing::warn!(path = %path.display(), error = %e, "could not write the pid file");
@@ -299,16 +321,44 @@ impl Driver {
 
     fn on_predecessor_message(&mut self) {
         let Some(p) = &self.predecessor else { return };
-        match p.poll_complete() {
-            Ok(false) => return,
-            Ok(true) => {
-                tracing::info!("handover complete: this generation is the only one accepting")
+        let event = p.poll();
+        if self.took_over {
+            // After the handover: the old generation's drain results, then its exit.
+            match event {
+                FromPredecessor::Stats(pairs) => stats().add_travelled(&pairs),
+                FromPredecessor::Gone => self.predecessor = None,
+                FromPredecessor::Unexpected(m) => {
+                    tracing::debug!(message = %m, "unexpected message from the draining previous generation");
+                    self.predecessor = None;
+                }
+                FromPredecessor::Nothing | FromPredecessor::Complete => {}
             }
-            Err(m) => {
-                tracing::warn!(message = %m, "unexpected message from the previous generation; treating the handover as complete")
+            return;
+        }
+        match event {
+            FromPredecessor::Nothing => return,
+            FromPredecessor::Complete => {
+                tracing::info!("handover complete: this generation is the only one accepting");
+                // This process exists because that handover succeeded; the counters it
+                // inherited were taken before it.
+                stats().add(Counter::UpgradesHandedOver, 1);
+            }
+            FromPredecessor::Gone => {
+                tracing::warn!(
+                    "the previous generation exited before it handed over; this generation serves alone"
+                );
+                self.predecessor = None;
+            }
+            FromPredecessor::Stats(pairs) => {
+                tracing::warn!(
+                    ?pairs,
+                    "drain results from the previous generation before its handover; treating the handover as complete"
+                );
+            }
+            FromPredecessor::Unexpected(message) => {
+                tracing::warn!(%message, "unexpected message from the previous generation; treating the handover as complete");
             }
         }
-        self.predecessor = None;
         self.take_main();
         if let Some(w) = self.deferred.take() {
             self.trigger(w);
@@ -332,7 +382,7 @@ impl Driver {
         }
         let refusal = if self.draining_now() {
             Some(UpgradeError::ShuttingDown)
-        } else if !self.main && self.ready && self.predecessor.is_some() {
+        } else if !self.main && self.ready {
             // systemd signals the new main as soon as MAINPID= names it, which can be a few
             // hundred µs before the old process has let go of the listeners: start right
             // after, or the reload would hang until its timeout.
@@ -352,11 +402,16 @@ impl Driver {
             return;
         }
         let triggered = Instant::now();
+        stats().add(Counter::UpgradesStarted, 1);
         if matches!(waiter, Waiter::Signal) {
             self.join.signal_started(triggered, sys::monotonic_usec());
         }
         self.notifier.reloading();
         self.life().set_phase(Phase::Upgrading);
+        // After RELOADING=1, so that a veto still completes the reload (READY=1 + STATUS=).
+        if let Err(e) = self.cfg.hooks.before_upgrade() {
+            return self.fail(None, waiter, Vec::new(), e);
+        }
         match self.spawn() {
             Ok(successor) => {
                 tracing::info!(
@@ -475,6 +530,8 @@ impl Driver {
             s.kill();
         }
         tracing::warn!(error = %e, "upgrade failed; this generation keeps serving");
+        stats().add(Counter::UpgradesFailed(e.reason()), 1);
+        self.cfg.hooks.failed(&e);
         self.notifier.upgrade_failed(&e.short());
         if !self.draining_now() {
             self.life().set_phase(Phase::Serving);
@@ -554,11 +611,26 @@ impl Driver {
             fds_closed = closed,
             "handover complete"
         );
+        stats().add(Counter::UpgradesHandedOver, 1);
+        crate::stats::observe("exuvia_upgrade_ready_seconds", report.ready_after);
+        crate::stats::observe(
+            "exuvia_upgrade_handover_seconds",
+            report.ready_after + report.closed_after,
+        );
         generations::cut_beyond_cap(&self.draining, self.cfg.max_draining);
         self.life()
             .set_phase(Phase::Draining(DrainReason::Upgraded));
         tracing::info!(phase = "drain", "draining");
-        self.answer(f.asked_by, f.joined, Ok(report));
+        let InFlight {
+            successor,
+            asked_by,
+            joined,
+            ..
+        } = f;
+        self.handed_to = Some(successor.into_channel());
+        self.cfg.hooks.handed_over(&report);
+        self.cfg.hooks.drain(DrainReason::Upgraded);
+        self.answer(asked_by, joined, Ok(report));
     }
 
     /// The stop signal: drain without a successor.
@@ -587,6 +659,7 @@ impl Driver {
         self.shared.registry().close_registered();
         self.life().set_phase(Phase::Draining(DrainReason::Stopped));
         tracing::info!(phase = "drain", "stop requested; draining");
+        self.cfg.hooks.drain(DrainReason::Stopped);
     }
 
     fn shutdown(mut self) {
@@ -598,7 +671,7 @@ impl Driver {
                 UpgradeError::ShutDown,
             );
         }
-        if let Some(p) = &self.predecessor {
+        if let Some(p) = self.predecessor.as_ref().filter(|_| !self.took_over) {
             p.send_failed("the new process shut down before the handover completed");
         }
     }

@@ -58,6 +58,7 @@ mod fds;
 #[doc(hidden)]
 pub mod fuzzing;
 mod generations;
+mod hooks;
 mod join;
 mod lifecycle;
 mod listener;
@@ -68,6 +69,7 @@ mod predecessor;
 pub mod reload_client;
 mod request;
 mod sockets;
+mod stats;
 mod successor;
 mod sync;
 mod sys;

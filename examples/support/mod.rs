@@ -19,6 +19,10 @@ pub struct Args {
     pub fail_file: Option<PathBuf>,
     /// Keep listeners in systemd's fd store (`FileDescriptorStoreMax=` in the unit).
     pub fd_store: bool,
+    /// `metrics` example: where to serve the Prometheus scrape.
+    pub metrics: Option<String>,
+    /// `metrics` example: a file the pre-upgrade check reads (`bad` refuses the upgrade).
+    pub check_file: Option<PathBuf>,
 }
 
 /// Test hook (`--dump-fds PATH`): appends `PID: fd:target …` for every open fd, before the
@@ -66,6 +70,8 @@ pub fn parse_args(default_listen: &str) -> Result<Args, String> {
         max_draining: 4,
         fail_file: None,
         fd_store: false,
+        metrics: None,
+        check_file: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -85,8 +91,10 @@ pub fn parse_args(default_listen: &str) -> Result<Args, String> {
             "--fail-file" => a.fail_file = Some(value()?.into()),
             "--dump-fds" => dump_fds(&value()?)?,
             "--fd-store" => a.fd_store = true,
+            "--metrics" => a.metrics = Some(value()?),
+            "--check-file" => a.check_file = Some(value()?.into()),
             "-h" | "--help" => {
-                return Err("flags: --listen ADDR --pid-file PATH --control PATH --ready-timeout SECS --drain-hard SECS --max-draining N --fail-file PATH --dump-fds PATH --fd-store".into())
+                return Err("flags: --listen ADDR --pid-file PATH --control PATH --ready-timeout SECS --drain-hard SECS --max-draining N --fail-file PATH --dump-fds PATH --fd-store --metrics ADDR --check-file PATH".into())
             }
             other => return Err(format!("unknown flag {other} (try --help)")),
         }
