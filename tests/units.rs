@@ -1441,3 +1441,48 @@ fn hostile_values_are_refused_or_written_faithfully() {
         problems.join("\n")
     );
 }
+
+/// Whatever deadlines the spec names, `exuvia lint` finds the derived timeouts sufficient.
+#[test]
+fn generated_timeouts_cover_the_deadlines_lint_reads() {
+    for (startup, soft, drain) in [
+        ("1ms", "0", "0"),
+        ("5s", "0", "10s"),
+        ("2min", "1min 30s", "24h"),
+        ("24h", "10s", "10s"),
+    ] {
+        for version in ["252", "257"] {
+            let tmp = TempDir::new("deadlines");
+            let o = exuvia(&[
+                "unit",
+                "--name",
+                "app",
+                "--exec",
+                "/usr/bin/app",
+                "--startup",
+                startup,
+                "--drain-soft",
+                soft,
+                "--drain",
+                drain,
+                "--systemd",
+                version,
+                "--out",
+                tmp.s(),
+            ]);
+            assert!(o.status.success(), "{}", stderr(&o));
+            let service = tmp.path().join("app.service");
+            let o = exuvia(&[
+                "lint",
+                "--systemd",
+                version,
+                service.to_str().expect("utf-8"),
+            ]);
+            assert!(
+                o.status.success(),
+                "{startup}/{soft}/{drain} on {version}:\n{}",
+                stdout(&o)
+            );
+        }
+    }
+}
