@@ -570,6 +570,10 @@ fn bad_input_is_one_clear_line_and_writes_nothing() {
             "not absolute",
         ),
         (&["--exec", "/usr/bin/app"], "missing unit name"),
+        (
+            &["--name", &"n".repeat(90), "--exec", "/usr/bin/app"],
+            "too long for the control socket",
+        ),
     ];
     for (args, want) in cases {
         let tmp = TempDir::new("bad");
@@ -1175,6 +1179,22 @@ fn hostile_fragments() -> Vec<String> {
     v
 }
 
+/// Fragments whose accepted units the analyzer checks: escapes, quoting, comments, sections.
+const ANALYZER_SAMPLE: &[&str] = &[
+    "x\\\\",
+    "%n",
+    "$HOME",
+    "\"",
+    "'",
+    ";",
+    "k=v",
+    "#c",
+    "[Unit]",
+    "x\u{2028}y",
+    "a b",
+    "`id`",
+];
+
 /// Each field of a spec as (name, a benign fragment, the spec with `@@` where the field's
 /// TOML string goes, that string with `*` where the fragment goes): the app's base spec with
 /// just that one field varied.
@@ -1381,7 +1401,7 @@ fn hostile_values_are_refused_or_written_faithfully() {
         );
         Ok(dir)
     };
-    let (mut accepted, mut refused) = (Vec::new(), 0usize);
+    let (mut accepted, mut refused, mut sample) = (0usize, 0usize, Vec::new());
     for (field, benign, template, pattern) in HOSTILE_FIELDS {
         let spec_for = |f: &str| hostile_spec(template, pattern, f);
         let dir = run(field, &spec_for(benign)).unwrap_or_else(|e| panic!("benign {field}: {e:?}"));
@@ -1413,23 +1433,29 @@ fn hostile_values_are_refused_or_written_faithfully() {
                             "{case}: not written as given:\n{text}"
                         );
                     }
-                    accepted.extend(files.iter().map(|f| dir.join(f)));
+                    accepted += 1;
+                    // The analyzer is slow (~0.1 s a unit): it gets the fragments that play
+                    // with unit syntax, for fields the 257 analyzer knows (reload_post needs
+                    // 259). Verifying the service loads its sockets too.
+                    if ANALYZER_SAMPLE.contains(&f.as_str()) && *field != "reload_post" {
+                        sample.push(dir.join(service));
+                    }
                 }
             }
         }
     }
     eprintln!(
-        "hostile specs: {} accepted, {refused} refused",
-        accepted.len()
+        "hostile specs: {accepted} accepted, {refused} refused, {} for the analyzer",
+        sample.len()
     );
     assert!(
-        refused > accepted.len() / 2 && accepted.len() > 40,
+        refused > accepted / 2 && accepted > 40,
         "{} / {refused}",
-        accepted.len()
+        accepted
     );
 
     let Some(root) = systemd_root() else { return };
-    let paths: Vec<String> = accepted.iter().map(|p| p.display().to_string()).collect();
+    let paths: Vec<String> = sample.iter().map(|p| p.display().to_string()).collect();
     let mut args = vec!["verify", "--root", &root];
     args.extend(paths.iter().map(String::as_str));
     let o = exuvia(&args);

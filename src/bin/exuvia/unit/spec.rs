@@ -241,8 +241,16 @@ impl Spec {
                 ReloadClient::Cli(c.to_string())
             }
         };
-        if reload != ReloadClient::Signal && !runtime_directories.contains(&name) {
-            runtime_directories.push(name.clone());
+        if reload != ReloadClient::Signal {
+            // The service binds this path; sun_path holds 107 bytes and a NUL.
+            if format!("/run/{name}/control.sock").len() > 107 {
+                return err(format!(
+                    "unit name {name:?} is too long for the control socket /run/NAME/control.sock (at most 107 bytes): shorten it to 89 characters, or use reload_client = \"none\""
+                ));
+            }
+            if !runtime_directories.contains(&name) {
+                runtime_directories.push(name.clone());
+            }
         }
         let control_arg = input.control_arg.unwrap_or_else(|| "--control".into());
         if control_arg.is_empty() || control_arg.contains(char::is_whitespace) {
