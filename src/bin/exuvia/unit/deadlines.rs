@@ -2,8 +2,8 @@
 //! readiness and drain deadlines as `EXUVIA_*` environment variables, and derives systemd's
 //! own timeouts from the same numbers, so a unit cannot SIGKILL a service mid-drain or fail a
 //! reload before the successor's own readiness deadline.
+use super::error::{SpecError, err};
 use super::input::DurationInput;
-use super::spec::{SpecError, err};
 use super::timespan::{Dialect, format_ms, parse_us};
 
 /// Extra time on top of the readiness deadline for the handover itself (MAINPID= + READY=1

@@ -5,7 +5,7 @@
 //! or, for datagrams, both receive an unpredictable share), so clashes are refused here.
 use std::net::{IpAddr, SocketAddr};
 
-use super::spec::{SpecError, err};
+use super::error::{SpecError, err};
 
 /// Longest `sun_path` the kernel takes (108 bytes with the terminating NUL).
 const SUN_PATH_MAX: usize = 107;

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::ValueEnum;
 
 pub mod deadlines;
+pub mod error;
 pub mod hardening;
 pub mod input;
 pub mod lifecycle;
@@ -20,9 +21,10 @@ pub mod spec;
 pub mod timespan;
 pub mod write;
 
+use error::SpecError;
 use input::{DurationInput, SpecInput};
 use listener::Listener;
-use spec::{Spec, SpecError};
+use spec::Spec;
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 pub enum Format {

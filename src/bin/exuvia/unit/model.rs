@@ -1,11 +1,12 @@
 //! The service and socket units of a spec, built as data (see `section`): the reload model
 //! comes from `lifecycle`, the sandbox from `hardening`; this file adds identity, directories
 //! and one named `.socket` per listener.
+use super::error::SpecError;
 use super::hardening;
 use super::lifecycle;
 use super::listener::{Address, Listener, Transport};
 use super::section::{Section, SectionBuilder, UnitFile, UnitKind, ValueError, plain};
-use super::spec::{Profile, ReloadClient, Spec, SpecError};
+use super::spec::{Profile, ReloadClient, Spec};
 
 /// The socket unit name of each listener: `NAME.socket` for a single listener (so
 /// `systemctl enable NAME.socket` reads naturally), `NAME-LISTENER.socket` for several.

@@ -4,7 +4,7 @@
 //! `StateDirectory=` entry is one word of a space-separated list.
 use std::path::Path;
 
-use super::spec::{SpecError, err};
+use super::error::{SpecError, err};
 
 /// Longest file name component on Linux.
 const NAME_MAX: usize = 255;

@@ -1,9 +1,8 @@
 //! What the user asked for, validated: the TOML file and the flags are merged into a
 //! [`SpecInput`], and every input error is caught here (or, for what a unit line cannot carry,
 //! by `section::check_value` while the model is built) before anything is written.
-use std::fmt;
-
 use super::deadlines::Deadlines;
+use super::error::{SpecError, err};
 use super::input::SpecInput;
 use super::listener::{Listener, check_distinct};
 use super::names::{check_command, check_directory, check_path, check_unit_name, check_user};
@@ -18,20 +17,6 @@ pub const EXEC_RELOAD_POST: u32 = 259;
 /// Highest `LimitNOFILE=` a process can get: systemd raises `fs.nr_open` to this at boot, and
 /// the kernel refuses a larger limit, so the service would not start.
 pub const MAX_NOFILE: u64 = 1_073_741_816;
-
-/// A one-line, actionable input error. Nothing has been written when one is returned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpecError(pub String);
-
-impl fmt::Display for SpecError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-pub fn err<T>(msg: impl Into<String>) -> Result<T, SpecError> {
-    Err(SpecError(msg.into()))
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Profile {
