@@ -176,7 +176,8 @@ fn both_reload_clients_are_recognised_and_kill_stays_flagged() {
     let (code, findings, fixes) = lint(&["--systemd", "252", &fixture("reload-clients.service")]);
     assert_eq!(code, Some(1));
     // 4: the service binary as exuvia-reload, 5: the CLI — both clean; 6: exuvia-reload
-    // without '@'; 7, 8: missing --wait/--control; 9: kill -HUP.
+    // without '@'; 7, 8: missing --wait/--control; 9: kill -HUP; 10: exuvia-reload takes no
+    // --flag=value (the CLI does).
     expect(
         &findings,
         &[
@@ -184,6 +185,7 @@ fn both_reload_clients_are_recognised_and_kill_stays_flagged() {
             (7, "reload-client"),
             (8, "reload-client"),
             (9, "exec-reload-kill"),
+            (10, "reload-client"),
         ],
     );
     assert_eq!(fixes, findings.len());

@@ -978,7 +978,8 @@ fn deadlines_are_bounded_and_never_wrap() {
         ("drain = \"25h\"\n", "longer than 86400s"),
         ("startup = 0\n", "startup must be > 0"),
         ("drain_soft = \"20s\"\ndrain = \"10s\"\n", "drain_soft"),
-        ("startup = \"1.5s\"\n", "not a time span"),
+        ("startup = \"1.5.5s\"\n", "not a time span"),
+        ("startup = \"1500us\"\n", "whole number of milliseconds"),
     ] {
         assert_refused(&unit_from_toml(&format!("{APP}{toml}"), &[]), want, toml);
     }

@@ -22,6 +22,36 @@ pub struct Client<'a> {
 }
 
 impl Client<'_> {
+    /// What `exuvia-reload` would refuse as a usage error: it takes exactly `--wait`,
+    /// `--control PATH` and `--timeout SECS` (no `--flag=value`); the CLI also takes `=`.
+    fn usage_error(&self) -> Option<String> {
+        let mut args = self.args.iter();
+        while let Some(a) = args.next() {
+            let (flag, value) = match a.split_once('=') {
+                Some((f, v)) if self.form == Form::Cli => (f, Some(v)),
+                _ => (*a, None),
+            };
+            match flag {
+                "--wait" if value.is_none() => {}
+                "--control" | "--timeout" => {
+                    let Some(v) = value.or_else(|| args.next().copied()) else {
+                        return Some(format!("{flag} has no value"));
+                    };
+                    let positive = v.parse::<f64>().is_ok_and(|t| t > 0.0 && t.is_finite());
+                    if flag == "--timeout" && !positive {
+                        return Some(format!("--timeout {v} is not a positive number of seconds"));
+                    }
+                }
+                _ => return Some(format!("it does not understand {a:?}")),
+            }
+        }
+        let missing: Vec<&str> = ["--wait", "--control"]
+            .into_iter()
+            .filter(|f| !self.has(f))
+            .collect();
+        (!missing.is_empty()).then(|| format!("it lacks {}", missing.join(" and ")))
+    }
+
     fn has(&self, flag: &str) -> bool {
         self.args
             .iter()
@@ -102,12 +132,8 @@ pub fn check(unit: &UnitText, out: &mut Vec<Finding>) {
         match classify(&e.value) {
             Reload::MissingAt => out.push(finding(e.line, "reload-client", "exuvia-reload is passed as the first argument, not as argv[0]: the library does not recognise it, and the service's own argument parsing runs instead (it may start a second server)", "prefix the command with '@' so systemd sets argv[0]: ExecReload=@/usr/bin/APP exuvia-reload --wait --control /run/APP/control.sock")),
             Reload::Client(c) => {
-                let missing: Vec<&str> = ["--wait", "--control"]
-                    .into_iter()
-                    .filter(|f| !c.has(f))
-                    .collect();
-                if !missing.is_empty() {
-                    out.push(finding(e.line, "reload-client", format!("the reload client lacks {}: it exits with a usage error, so every systemctl reload fails", missing.join(" and ")), "pass --wait --control /run/APP/control.sock (the service's control socket), as exuvia unit writes it"));
+                if let Some(why) = c.usage_error() {
+                    out.push(finding(e.line, "reload-client", format!("the reload client exits with a usage error, so every systemctl reload fails: {why}"), "write exactly --wait --control /run/APP/control.sock [--timeout SECS], as exuvia unit does"));
                 }
             }
             Reload::Other => {}
@@ -136,6 +162,24 @@ mod tests {
         };
         assert_eq!((c.form, c.timeout_us()), (Form::Cli, None));
         assert!(c.has("--control"));
+        assert_eq!(c.usage_error(), None);
+        let usage = |cmd| match classify(cmd) {
+            Reload::Client(c) => c.usage_error(),
+            other => panic!("{cmd}: {other:?}"),
+        };
+        assert_eq!(
+            usage("@/a exuvia-reload --wait --control /x --timeout 1.5"),
+            None
+        );
+        for bad in [
+            "@/a exuvia-reload --wait --control=/x",
+            "@/a exuvia-reload --wait --control /x --timeout 0",
+            "@/a exuvia-reload --wait --control /x --verbose",
+            "@/a exuvia-reload --wait --control",
+            "/usr/bin/exuvia reload --control /x",
+        ] {
+            assert!(usage(bad).is_some(), "{bad}");
+        }
         assert!(matches!(
             classify("/usr/lib/app/exuvia-reload --wait --control /x"),
             Reload::Client(Client {

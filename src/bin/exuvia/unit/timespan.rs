@@ -1,8 +1,9 @@
 //! systemd time spans ("90", "500ms", "1min 30s"), in the two dialects exuvia meets: what the
-//! library accepts in `EXUVIA_*` deadlines (docs/systemd.md; integers and us/ms/s/min/h only)
-//! and what systemd accepts in `Timeout*Sec=` (also fractions, days, weeks, `infinity`). The
-//! generator writes the first, `exuvia lint` reads both. No maintained crate parses systemd's
-//! dialect (humantime differs: no bare numbers, different unit names).
+//! library accepts in `EXUVIA_*` deadlines (docs/systemd.md, "Deadlines": us/ms/s/min/h and
+//! their long names, up to 30 days) and what systemd accepts in `Timeout*Sec=` (also days,
+//! weeks, `infinity`). The generator writes the first, `exuvia lint` reads both. The library's
+//! own parser is private to it, so this one mirrors it (tested against the same examples); no
+//! maintained crate parses systemd's dialect (humantime has no bare numbers, other units).
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -14,13 +15,25 @@ pub enum Dialect {
 
 const LIBRARY_UNITS: &[(&str, u64)] = &[
     ("us", 1),
+    ("usec", 1),
     ("ms", 1_000),
+    ("msec", 1_000),
     ("s", 1_000_000),
     ("sec", 1_000_000),
+    ("second", 1_000_000),
+    ("seconds", 1_000_000),
     ("m", 60_000_000),
     ("min", 60_000_000),
+    ("minute", 60_000_000),
+    ("minutes", 60_000_000),
     ("h", 3_600_000_000),
+    ("hr", 3_600_000_000),
+    ("hour", 3_600_000_000),
+    ("hours", 3_600_000_000),
 ];
+
+/// The longest deadline the library accepts.
+pub const LIBRARY_MAX_US: u64 = 30 * 86_400_000_000;
 
 const SYSTEMD_UNITS: &[(&str, u64)] = &[
     ("us", 1),
@@ -60,15 +73,7 @@ pub fn parse_us(text: &str, dialect: Dialect) -> Result<Option<u64>, String> {
     if dialect == Dialect::Systemd && text == "infinity" {
         return Ok(None);
     }
-    let bad = || {
-        format!(
-            "{text:?} is not a time span: write e.g. 500ms, 10s, 2min or 1min 30s{}",
-            match dialect {
-                Dialect::Library => " (whole numbers; units us, ms, s, min, h)",
-                Dialect::Systemd => "",
-            }
-        )
-    };
+    let bad = || format!("{text:?} is not a time span: write e.g. 500ms, 10s, 2min or 1min 30s");
     let too_big = || format!("{text:?} is too long a time span");
     if text.is_empty() {
         return Err(bad());
@@ -81,7 +86,7 @@ pub fn parse_us(text: &str, dialect: Dialect) -> Result<Option<u64>, String> {
             .unwrap_or(rest.len());
         let (int, after) = rest.split_at(int_end);
         let (frac, after) = match after.strip_prefix('.') {
-            Some(f) if dialect == Dialect::Systemd => {
+            Some(f) => {
                 let end = f.find(|c: char| !c.is_ascii_digit()).unwrap_or(f.len());
                 f.split_at(end)
             }
@@ -119,10 +124,13 @@ pub fn parse_us(text: &str, dialect: Dialect) -> Result<Option<u64>, String> {
         total = total.checked_add(part).ok_or_else(too_big)?;
         rest = after.trim_start();
     }
-    if dialect == Dialect::Systemd && total == 0 {
-        return Ok(None);
+    match dialect {
+        Dialect::Systemd if total == 0 => Ok(None),
+        Dialect::Library if total > LIBRARY_MAX_US => Err(format!(
+            "{text:?} is longer than the library accepts (30 days)"
+        )),
+        _ => Ok(Some(total)),
     }
-    Ok(Some(total))
 }
 
 /// systemd time span for a millisecond count, in the subset both dialects accept.
@@ -161,7 +169,12 @@ mod tests {
         assert_eq!(p("1min30s"), Ok(Some(90_000_000)));
         assert_eq!(p("1h"), Ok(Some(3_600_000_000)));
         assert_eq!(p("0"), Ok(Some(0)));
-        for bad in ["", "ten", "1.5s", "5 days", "infinity", "-1", "s", "1 2 x"] {
+        assert_eq!(p("1.5s"), Ok(Some(1_500_000)));
+        assert_eq!(p("2 hours"), Ok(Some(7_200_000_000)));
+        assert_eq!(p("720h"), Ok(Some(LIBRARY_MAX_US)));
+        for bad in [
+            "", "ten", "5 days", "infinity", "-1", "s", "1 2 x", "721h", "1.5.5s", ".",
+        ] {
             assert!(p(bad).is_err(), "{bad:?}");
         }
         assert!(p("18446744073709551615h").is_err(), "overflow is an error");
