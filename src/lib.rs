@@ -75,7 +75,7 @@ mod sync;
 mod sys;
 #[cfg(feature = "systemd")]
 pub mod systemd;
-mod timespan;
+pub mod timespan;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 mod upgrader;

@@ -1,9 +1,9 @@
 //! systemd time spans ("90", "500ms", "1min 30s"), in the two dialects exuvia meets: what the
 //! library accepts in `EXUVIA_*` deadlines (docs/systemd.md, "Deadlines": us/ms/s/min/h and
 //! their long names, up to 30 days) and what systemd accepts in `Timeout*Sec=` (also days,
-//! weeks, `infinity`). The generator writes the first, `exuvia lint` reads both. The library's
-//! own parser is private to it, so this one mirrors it (tested against the same examples); no
-//! maintained crate parses systemd's dialect (humantime has no bare numbers, other units).
+//! weeks, `infinity`). The generator writes the first, `exuvia lint` reads both; the first is
+//! the library's own parser (`exuvia::timespan`). No maintained crate parses systemd's
+//! dialect (humantime has no bare numbers, other units).
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -66,6 +66,10 @@ const SYSTEMD_UNITS: &[(&str, u64)] = &[
 /// timeout, which disables it).
 pub fn parse_us(text: &str, dialect: Dialect) -> Result<Option<u64>, String> {
     let text = text.trim();
+    if dialect == Dialect::Library {
+        // The library's own parser: what it accepts is what the service will read.
+        return exuvia::timespan::parse(text).map(|d| Some(d.as_micros() as u64));
+    }
     let units = match dialect {
         Dialect::Library => LIBRARY_UNITS,
         Dialect::Systemd => SYSTEMD_UNITS,
