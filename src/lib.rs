@@ -58,6 +58,7 @@ mod fds;
 #[doc(hidden)]
 pub mod fuzzing;
 mod generations;
+pub mod handoff;
 mod hooks;
 mod join;
 mod lifecycle;
