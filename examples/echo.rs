@@ -39,7 +39,8 @@ async fn run(args: support::Args) -> Result<(), Box<dyn std::error::Error>> {
     let ex = exuvia::tokio::Exuvia::start(args.builder())?;
     let listener = ex.listen_tcp("echo", args.listen.as_str())?;
     // Before ready(): the previous generation offers its connections right after it.
-    let adopted = ex.core().adopt("echo", STATE_VERSION..=STATE_VERSION)?;
+    let versions = support::adopted_versions(&args, ex.generation(), STATE_VERSION);
+    let adopted = ex.core().adopt("echo", versions)?;
     support::maybe_fail(&args, ex.generation());
     ex.ready()?;
     tracing::info!(addr = %listener.local_addr()?, generation = ex.generation(), "serving");
@@ -73,10 +74,13 @@ async fn run(args: support::Args) -> Result<(), Box<dyn std::error::Error>> {
 /// read but has not answered yet — to the next one, between two lines.
 async fn serve(mut stream: TcpStream, t: Transferable, mut buf: Vec<u8>) {
     let mut t = Some(t);
+    // Bytes of `buf` known to hold no newline (a long line is scanned once, not per read).
+    let mut scanned = 0;
     loop {
         // Answer every whole line already read (an adopted connection may bring some).
-        while let Some(end) = buf.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=end).collect();
+        while let Some(end) = buf[scanned..].iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=scanned + end).collect();
+            scanned = 0;
             let text = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
             let reply = support::answer("echo", &text) + "\n";
             if stream.write_all(reply.as_bytes()).await.is_err() {
@@ -94,14 +98,18 @@ async fn serve(mut stream: TcpStream, t: Transferable, mut buf: Vec<u8>) {
                 match offer.offer(std, state).outcome().await {
                     Ok(()) => return, // the next generation owns the connection now
                     Err(kept) => match tokio_stream(kept.fd) {
-                        Ok(s) => stream = s, // kept here: serve on until the drain ends
+                        // Kept here: serve on (it drains, or goes at the next upgrade).
+                        Ok(s) => {
+                            stream = s;
+                            t = Some(kept.again);
+                        }
                         Err(_) => return,
                     },
                 }
             }
             read = stream.read_buf(&mut buf) => match read {
                 Ok(0) | Err(_) => return,
-                Ok(_) => {}
+                Ok(n) => scanned = buf.len() - n,
             },
         }
     }

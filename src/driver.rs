@@ -636,30 +636,17 @@ impl Driver {
     /// **hand over**: make the successor main, stop accepting, let go of every listener.
     fn hand_over(&mut self, f: InFlight) {
         let ready_at = Instant::now();
-        let s = &f.successor;
-        self.main = false;
-        self.next_watchdog = None;
-        self.control = None;
-        // The successor accepts on the same sockets already: stop here first, so that no
-        // connection lands in this generation while its live ones are handed over.
-        let all_closed = self.life().stop_accepting(Duration::from_secs(1));
-        let closed = self.shared.registry().close_registered();
-        let closed_after = ready_at.elapsed();
-        if !all_closed {
-            tracing::warn!("a listener was still held by the service 1 s after the handover");
-        }
-        // Inside the reload, before MAINPID= completes it (see `crate::handoff`).
+        // Live connections first, while this generation still accepts: if the successor dies
+        // during the transfer, this generation has given up nothing else and serves on.
         let handed = if f
             .caps
             .iter()
             .any(|c| c == crate::predecessor::CAP_CONNECTIONS)
         {
             let deadline = Instant::now() + self.cfg.handoff_timeout;
-            crate::handoff::give(&self.shared.board, &s.channel, deadline)
+            crate::handoff::give(&self.shared.board, &f.successor.channel, deadline)
         } else {
-            self.shared
-                .board
-                .close("the successor adopts no live connections");
+            // The successor adopts nothing: connections stay here and drain.
             crate::handoff::GiveReport::default()
         };
         if handed.offered > 0 {
@@ -670,6 +657,25 @@ impl Driver {
                 kept = handed.kept,
                 "live connections handed over"
             );
+        }
+        if f.successor.exited() {
+            let pid = f.successor.pid;
+            return self.fail(
+                Some(f.successor),
+                f.asked_by,
+                f.joined,
+                UpgradeError::DiedAfterReady { pid },
+            );
+        }
+        let s = &f.successor;
+        self.main = false;
+        self.next_watchdog = None;
+        self.control = None;
+        let all_closed = self.life().stop_accepting(Duration::from_secs(1));
+        let closed = self.shared.registry().close_registered();
+        let closed_after = ready_at.elapsed();
+        if !all_closed {
+            tracing::warn!("a listener was still held by the service 1 s after the handover");
         }
         let status = format!(
             "generation {} (pid {}) serving; generation {} (pid {}) draining",

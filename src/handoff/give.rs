@@ -24,12 +24,23 @@ pub struct State {
 }
 
 /// Why a connection stayed with this generation.
-#[derive(Debug)]
 pub struct Kept {
-    /// The connection, back to the caller: serve it on (it drains as usual).
+    /// The connection, back to the caller: serve it on.
     pub fd: OwnedFd,
     /// Why it was not handed over.
     pub reason: String,
+    /// The connection may be offered again at the next upgrade (if this one failed and this
+    /// generation serves on); after a successful upgrade it simply drains.
+    pub again: Transferable,
+}
+
+impl std::fmt::Debug for Kept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kept")
+            .field("fd", &self.fd)
+            .field("reason", &self.reason)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -51,41 +62,63 @@ pub struct Transferable {
 /// An offer on its way: wait for the outcome.
 pub struct Pending {
     outcome: Arc<Cell<Outcome>>,
-    fd: Arc<Mutex<Option<OwnedFd>>>,
+    back: Arc<Mutex<Option<(OwnedFd, Transferable)>>>,
 }
 
 pub(crate) struct Capture {
     offered: Offered,
     fd: OwnedFd,
+    board: Arc<Board>,
     outcome: Arc<Cell<Outcome>>,
-    back: Arc<Mutex<Option<OwnedFd>>>,
+    back: Arc<Mutex<Option<(OwnedFd, Transferable)>>>,
 }
 
 impl Capture {
+    /// Settles the offer. A kept connection gets a fresh [`Transferable`] of the board's
+    /// *current* round — so callers end a round before settling its leftovers.
     fn settle(self, outcome: Outcome) {
         if matches!(outcome, Outcome::Kept(_)) {
-            *lock(&self.back) = Some(self.fd);
+            let again = self.board.transferable(&self.offered.listener);
+            *lock(&self.back) = Some((self.fd, again));
         }
         self.outcome.set(outcome);
     }
 }
 
-/// The process's hand-off board: who may be offered, and the offers made.
+/// The process's hand-off board: who may be offered, and the offers of the current round.
 pub(crate) struct Board {
-    requested: Arc<Cell<()>>,
+    round: Mutex<Arc<Round>>,
     requested_fd: OwnedFd,
     live: Arc<Counter>,
+}
+
+/// One upgrade's hand-off: asked once, offers gathered until it closes. A failed upgrade
+/// ends its round; the next upgrade opens a fresh one.
+struct Round {
+    requested: Arc<Cell<()>>,
     captures: Arc<Queue<Capture>>,
+}
+
+impl Round {
+    fn new() -> Arc<Round> {
+        Arc::new(Round {
+            requested: Cell::new(),
+            captures: Queue::new(),
+        })
+    }
 }
 
 impl Board {
     pub(crate) fn new() -> std::io::Result<Arc<Board>> {
         Ok(Arc::new(Board {
-            requested: Cell::new(),
+            round: Mutex::new(Round::new()),
             requested_fd: crate::sys::eventfd()?,
             live: Arc::default(),
-            captures: Queue::new(),
         }))
+    }
+
+    fn round(&self) -> Arc<Round> {
+        lock(&self.round).clone()
     }
 
     pub(crate) fn transferable(self: &Arc<Self>, listener: &str) -> Transferable {
@@ -101,16 +134,24 @@ impl Board {
         self.live.count()
     }
 
-    fn request(&self) {
-        self.requested.set(());
+    fn request(&self) -> Arc<Round> {
+        let round = self.round();
+        round.requested.set(());
         crate::sys::eventfd_signal(self.requested_fd.as_fd());
+        round
     }
 
-    /// No hand-off (any more): every offer from now on is kept at once.
-    pub(crate) fn close(&self, why: &str) {
-        self.request();
-        self.captures.close();
-        while let Some(c) = self.captures.pop(Some(Duration::ZERO)) {
+    /// Ends the round: offers still coming to it are kept, and the next upgrade starts a
+    /// fresh one (whose request has not been made).
+    fn end_round(&self, round: &Round) {
+        *lock(&self.round) = Round::new();
+        crate::sys::eventfd_clear(self.requested_fd.as_fd());
+        round.captures.close();
+    }
+
+    /// Keeps what is still queued in an ended round.
+    fn keep_leftovers(round: &Round, why: &str) {
+        while let Some(c) = round.captures.pop(Some(Duration::ZERO)) {
             c.settle(Outcome::Kept(why.to_owned()));
         }
     }
@@ -119,14 +160,15 @@ impl Board {
 impl Transferable {
     /// Whether this generation is handing its connections over now.
     pub fn is_requested(&self) -> bool {
-        self.board.requested.get().is_some()
+        self.board.round().requested.get().is_some()
     }
 
     /// Resolves when this generation starts handing its connections over (after the
     /// successor said ready). Wait for it next to your reads; when it fires, finish the
     /// message in progress and [`offer`](Self::offer).
     pub async fn requested(&self) {
-        self.board.requested.wait_async().await
+        let round = self.board.round();
+        round.requested.wait_async().await
     }
 
     /// Readable once the hand-off is requested: poll it next to the socket in blocking code.
@@ -146,6 +188,7 @@ impl Transferable {
         let outcome = Cell::new();
         let back = Arc::new(Mutex::new(None));
         let capture = Capture {
+            board: self.board.clone(),
             offered: Offered {
                 listener: self.listener.clone(),
                 version: state.version,
@@ -156,10 +199,10 @@ impl Transferable {
             outcome: outcome.clone(),
             back: back.clone(),
         };
-        if let Err(c) = self.board.captures.push(capture) {
+        if let Err(c) = self.board.round().captures.push(capture) {
             c.settle(Outcome::Kept("no hand-off is in progress".into()));
         }
-        Pending { outcome, fd: back }
+        Pending { outcome, back }
     }
 }
 
@@ -167,10 +210,9 @@ impl Pending {
     fn result(&self, o: Outcome) -> Result<(), Kept> {
         match o {
             Outcome::Committed => Ok(()),
-            Outcome::Kept(reason) => match lock(&self.fd).take() {
-                Some(fd) => Err(Kept { fd, reason }),
-                // Unreachable by construction (a kept capture always returns its fd); say so
-                // rather than panic.
+            Outcome::Kept(reason) => match lock(&self.back).take() {
+                Some((fd, again)) => Err(Kept { fd, reason, again }),
+                // A kept capture always hands its fd back before its outcome is set.
                 None => Ok(()),
             },
         }
@@ -198,22 +240,27 @@ pub(crate) struct GiveReport {
 }
 
 /// Runs the hand-off transaction on `ch` until every transferable connection was offered or
-/// `deadline` passes. The old process has the last word on each batch (`commit` or `abort`),
-/// so at no instant do both generations own a connection.
-pub(crate) fn give(board: &Board, ch: &Channel, deadline: Instant) -> GiveReport {
+/// `deadline` passes: batches are offered and answered as they fill, and one `commit` (or
+/// `abort`) at the end settles them all. The old process has the last word, so at no instant
+/// do both generations own a connection, and a successor that fails before the commit
+/// leaves every connection here.
+pub(crate) fn give(board: &Arc<Board>, ch: &Channel, deadline: Instant) -> GiveReport {
     let mut report = GiveReport::default();
     if board.live() == 0 {
-        board.close("no transferable connections");
         return report;
     }
-    board.request();
+    let round = board.request();
     let mut batch = 0u32;
     let mut carry: Option<Capture> = None;
-    'batches: loop {
+    let mut answered: Vec<(Capture, Result<(), super::wire::Refusal>)> = Vec::new();
+    let mut failure: Option<String> = None;
+    let mut oversize: Vec<Capture> = Vec::new();
+    let mut unanswered: Vec<Capture> = Vec::new();
+    loop {
         let mut pending: Vec<Capture> = carry.take().into_iter().collect();
         let mut bytes: usize = pending.iter().map(|c| c.offered.bytes()).sum();
         while pending.len() < MAX_BATCH {
-            let all_in = board.live() == 0 && board.captures.len() == 0;
+            let all_in = board.live() == 0 && round.captures.len() == 0;
             if all_in || Instant::now() >= deadline {
                 break;
             }
@@ -223,7 +270,7 @@ pub(crate) fn give(board: &Board, ch: &Channel, deadline: Instant) -> GiveReport
             } else {
                 Duration::from_millis(2)
             };
-            let Some(c) = board
+            let Some(c) = round
                 .captures
                 .pop(Some(wait.min(Duration::from_millis(50))))
             else {
@@ -233,10 +280,7 @@ pub(crate) fn give(board: &Board, ch: &Channel, deadline: Instant) -> GiveReport
                 break;
             };
             if c.offered.bytes() > MAX_CONN_BYTES {
-                report.kept += 1;
-                c.settle(Outcome::Kept(
-                    "its state is over the hand-off size limit".into(),
-                ));
+                oversize.push(c);
                 continue;
             }
             if bytes + c.offered.bytes() > MAX_BATCH_BYTES {
@@ -251,46 +295,73 @@ pub(crate) fn give(board: &Board, ch: &Channel, deadline: Instant) -> GiveReport
         }
         batch += 1;
         report.offered += pending.len();
-        let verdict = transact(ch, batch, &pending, deadline);
-        match verdict {
-            Ok(answers) => {
-                for (c, a) in pending.into_iter().zip(answers) {
-                    match a {
-                        Ok(()) => {
-                            report.handed_over += 1;
-                            c.settle(Outcome::Committed);
-                        }
-                        Err(r) => {
-                            report.kept += 1;
-                            c.settle(Outcome::Kept(r.to_string()));
-                        }
-                    }
-                }
-            }
+        match offer(ch, batch, &pending, deadline) {
+            Ok(answers) => answered.extend(pending.into_iter().zip(answers)),
             Err(why) => {
-                tracing::warn!(
-                    batch,
-                    why,
-                    "hand-off aborted; this generation keeps its connections"
-                );
-                report.kept += pending.len();
-                pending
-                    .into_iter()
-                    .for_each(|c| c.settle(Outcome::Kept(why.clone())));
-                break 'batches;
+                // Settled after the round ends, like every kept connection (see `settle`).
+                unanswered = pending;
+                failure = Some(why);
+                break;
             }
         }
+    }
+    // No more offers to this round; what is kept from here on may be offered at the next one.
+    board.end_round(&round);
+    for c in oversize {
+        report.kept += 1;
+        c.settle(Outcome::Kept(
+            "its state is over the hand-off size limit".into(),
+        ));
     }
     if let Some(c) = carry {
         report.kept += 1;
         c.settle(Outcome::Kept("the hand-off ended".into()));
     }
-    board.close("the hand-off is over");
+    // The last word, for every batch at once.
+    let committed = match failure {
+        None if batch > 0 => ch
+            .send(&HandOff::Commit(batch).encode())
+            .map_err(|e| format!("cannot commit the hand-off: {e}")),
+        None => Ok(()),
+        Some(why) => {
+            let _ = ch.send(&HandOff::Abort(batch).encode());
+            Err(why)
+        }
+    };
+    if let Err(why) = &committed {
+        tracing::warn!(
+            batches = batch,
+            why,
+            "hand-off aborted; this generation keeps its connections"
+        );
+        report.kept += unanswered.len();
+        for c in unanswered {
+            c.settle(Outcome::Kept(why.clone()));
+        }
+    }
+    for (c, a) in answered {
+        match (&committed, a) {
+            (Ok(()), Ok(())) => {
+                report.handed_over += 1;
+                c.settle(Outcome::Committed);
+            }
+            (Ok(()), Err(r)) => {
+                report.kept += 1;
+                c.settle(Outcome::Kept(r.to_string()));
+            }
+            (Err(why), _) => {
+                report.kept += 1;
+                c.settle(Outcome::Kept(why.clone()));
+            }
+        }
+    }
+    report.kept += round.captures.len();
+    Board::keep_leftovers(&round, "the hand-off is over");
     report
 }
 
-/// One batch: offer, read the verdict, commit (or abort on anything unexpected).
-fn transact(
+/// One batch: offer it and read the verdict.
+fn offer(
     ch: &Channel,
     batch: u32,
     pending: &[Capture],
@@ -304,24 +375,18 @@ fn transact(
     ch.send_with_fds(&offer.encode(), &fds)
         .map_err(|e| format!("cannot offer to the successor: {e}"))?;
     let left = deadline.saturating_duration_since(Instant::now());
-    let abort = |why: String| {
-        let _ = ch.send(&HandOff::Abort(batch).encode());
-        why
-    };
     let answer = match ch.recv(Some(left.max(Duration::from_millis(1)))) {
         Ok(Some(bytes)) => bytes,
         Ok(None) => return Err("the successor went away during the hand-off".into()),
-        Err(e) => return Err(abort(format!("no verdict from the successor: {e}"))),
+        Err(e) => return Err(format!("no verdict from the successor in time: {e}")),
     };
     match HandOff::decode(&answer) {
         Ok(HandOff::Verdict { batch: b, answers })
             if b == batch && answers.len() == pending.len() =>
         {
-            ch.send(&HandOff::Commit(batch).encode())
-                .map_err(|e| format!("cannot commit the hand-off: {e}"))?;
             Ok(answers)
         }
-        Ok(other) => Err(abort(format!("unexpected answer to an offer: {other:?}"))),
-        Err(e) => Err(abort(format!("malformed answer to an offer: {e}"))),
+        Ok(other) => Err(format!("unexpected answer to an offer: {other:?}")),
+        Err(e) => Err(format!("malformed answer to an offer: {e}")),
     }
 }

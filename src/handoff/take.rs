@@ -146,23 +146,30 @@ impl Adopters {
         answers
     }
 
-    /// The old process committed: the held connections are ours. Returns how many.
-    pub(crate) fn commit(&self, batch: u32) -> usize {
+    /// The old process committed batches `1..=upto`: the held connections are ours.
+    /// Returns how many.
+    pub(crate) fn commit(&self, upto: u32) -> usize {
         let mut g = lock(&self.inner);
-        let held = g.held.remove(&batch).unwrap_or_default();
-        let n = held.len();
-        for a in held {
-            if let Some(adopter) = g.adopters.get(&a.listener) {
-                // Only closed after the handover completes; nothing is lost before.
-                let _ = adopter.queue.push(a);
+        let mut batches: Vec<u32> = g.held.keys().copied().filter(|b| *b <= upto).collect();
+        batches.sort_unstable();
+        let mut n = 0;
+        for b in batches {
+            for a in g.held.remove(&b).unwrap_or_default() {
+                if let Some(adopter) = g.adopters.get(&a.listener) {
+                    // Only closed after the handover completes; nothing is lost before.
+                    if adopter.queue.push(a).is_ok() {
+                        n += 1;
+                    }
+                }
             }
         }
         n
     }
 
-    /// The old process kept the batch: forget it (our copies close; it serves on with its own).
-    pub(crate) fn abort(&self, batch: u32) {
-        lock(&self.inner).held.remove(&batch);
+    /// The old process kept batches `1..=upto`: forget them (our copies close; it serves on
+    /// with its own).
+    pub(crate) fn abort(&self, upto: u32) {
+        lock(&self.inner).held.retain(|b, _| *b > upto);
     }
 
     /// The handover is over: uncommitted batches are dropped and every adoption stream ends

@@ -7,8 +7,11 @@
 //!             \n
 //!             <12 + 12 + 5 bytes of state and unread data, in order>
 //! new → old   verdict 3 a r:version\n          accept the first, refuse the second (why)
-//! old → new   commit 3  |  abort 3            the old process's last word on the batch
+//! old → new   commit 3  |  abort 3            the old process's last word: on batches 1..=3
 //! ```
+//!
+//! The successor holds every accepted connection without reading until `commit`, which the
+//! old process sends once, after the last verdict: the whole hand-off is one transaction.
 //!
 //! Strict and bounded, like the manifest: a batch carries at most [`MAX_BATCH`] connections
 //! and [`MAX_BATCH_BYTES`] of payload, a connection at most [`MAX_CONN_BYTES`].
@@ -221,7 +224,7 @@ fn decode_offer(bytes: &[u8]) -> Result<HandOff, String> {
             return Err("offer: a connection over the size limit".into());
         }
         total += sl + ul;
-        if total > MAX_BATCH_BYTES || total > payload.len() {
+        if total > MAX_BATCH_BYTES || sl + ul > payload.len() {
             return Err("offer: payload shorter than announced or over the limit".into());
         }
         let (state, rest) = payload.split_at(sl);
