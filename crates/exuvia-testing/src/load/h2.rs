@@ -306,6 +306,11 @@ fn judge(e: &h2::Error, reused: bool, headers_seen: bool) -> Lost {
             ),
         ));
     }
+    if !reused && !headers_seen {
+        let hint = "; if every request fails like this, does the server speak HTTP/2 over \
+                    cleartext (h2c, prior knowledge)?";
+        return Lost::Failed(ReqError::new(err.kind, format!("{}{hint}", err.msg)));
+    }
     Lost::Failed(err)
 }
 
