@@ -190,7 +190,7 @@ fn draining_h2() -> SocketAddr {
                         tokio::select! {
                             req = conn.accept() => match req {
                                 Some(Ok((_, mut respond))) => {
-                                    let _ = respond.send_response(hyper::Response::new(()), true);
+                                    let _ = respond.send_response(http::Response::new(()), true);
                                 }
                                 _ => return,
                             },
