@@ -54,9 +54,19 @@ impl Client {
 
 #[test]
 fn one_connection_survives_a_hundred_upgrades() {
-    let dir = Scratch::new("handoff100");
+    survives_a_hundred_upgrades("echo");
+}
+
+/// The blocking API does the same (`examples/echo_sync.rs`: a thread per connection).
+#[test]
+fn one_connection_survives_a_hundred_upgrades_of_a_blocking_service() {
+    survives_a_hundred_upgrades("echo_sync");
+}
+
+fn survives_a_hundred_upgrades(server: &str) {
+    let dir = Scratch::new(&format!("handoff100-{server}"));
     let mut svc =
-        Service::start_with_env(&example("echo"), &dir, &[], &[("EXUVIA_DRAIN_HARD", "1s")]);
+        Service::start_with_env(&example(server), &dir, &[], &[("EXUVIA_DRAIN_HARD", "1s")]);
     let mut c = Client::connect(svc.addr);
     let port = c.local_port();
     c.round_trip().unwrap();
@@ -92,7 +102,7 @@ fn one_connection_survives_a_hundred_upgrades() {
     assert_eq!(c.local_port(), port, "one TCP connection throughout");
     let adopted = svc.count_log("live connections adopted");
     eprintln!(
-        "measured: one connection, {} round trips over 100 upgrades in {:?}, local port {port} throughout; {adopted} adoptions",
+        "measured: {server}: one connection, {} round trips over 100 upgrades in {:?}, local port {port} throughout; {adopted} adoptions",
         c.next,
         started.elapsed()
     );

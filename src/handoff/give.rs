@@ -12,6 +12,17 @@ use super::wire::{HandOff, MAX_BATCH, MAX_BATCH_BYTES, MAX_CONN_BYTES, Offered};
 use crate::channel::Channel;
 use crate::sync::{Counted, Counter, lock};
 
+/// What [`Transferable::wait`] saw first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// The connection has something to read (or was closed).
+    Readable,
+    /// This generation is handing its connections over: offer at this safe point.
+    Requested,
+    /// Neither, within the timeout.
+    TimedOut,
+}
+
 /// What a connection hands over besides its fd: its own state, in its own format.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct State {
@@ -174,6 +185,22 @@ impl Transferable {
     /// Readable once the hand-off is requested: poll it next to the socket in blocking code.
     pub fn requested_fd(&self) -> BorrowedFd<'_> {
         self.board.requested_fd.as_fd()
+    }
+
+    /// Blocking code: waits until `conn` is readable or the hand-off is requested (or
+    /// `timeout` passes), whichever comes first.
+    pub fn wait(&self, conn: BorrowedFd<'_>, timeout: Option<Duration>) -> std::io::Result<Wait> {
+        if self.is_requested() {
+            return Ok(Wait::Requested);
+        }
+        let ready = crate::sys::poll_many(&[conn, self.requested_fd()], timeout)?;
+        Ok(if ready[1] || self.is_requested() {
+            Wait::Requested
+        } else if ready[0] {
+            Wait::Readable
+        } else {
+            Wait::TimedOut
+        })
     }
 
     /// The listener name the connection was accepted on.

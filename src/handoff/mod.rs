@@ -31,7 +31,7 @@ mod take;
 pub(crate) mod wire;
 
 pub(crate) use give::{Board, GiveReport, give};
-pub use give::{Kept, Pending, State, Transferable};
+pub use give::{Kept, Pending, State, Transferable, Wait};
 pub(crate) use take::Adopters;
 pub use take::{Adopted, Adoptions, DEFAULT_MAX_BYTES, DEFAULT_MAX_CONNECTIONS};
 pub use wire::Refusal;
