@@ -14,7 +14,7 @@ mod support;
 
 use std::process::ExitCode;
 
-use exuvia::handoff::{State, Transferable};
+use exuvia::handoff::{HandedOff, State, Stream, Transferable};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -40,7 +40,7 @@ async fn run(args: support::Args) -> Result<(), Box<dyn std::error::Error>> {
     let listener = ex.listen_tcp("echo", args.listen.as_str())?;
     // Before ready(): the previous generation offers its connections right after it.
     let versions = support::adopted_versions(&args, ex.generation(), STATE_VERSION);
-    let adopted = ex.core().adopt("echo", versions)?;
+    let adopted = ex.adopt("echo", versions)?;
     support::maybe_fail(&args, ex.generation());
     ex.ready()?;
     tracing::info!(addr = %listener.local_addr()?, generation = ex.generation(), "serving");
@@ -49,17 +49,15 @@ async fn run(args: support::Args) -> Result<(), Box<dyn std::error::Error>> {
         tokio::select! {
             a = adopted.next(), if adopting => match a {
                 Some(a) => {
-                    if let Ok(stream) = tokio_stream(a.fd) {
-                        let t = ex.core().transferable("echo");
-                        ex.connections().spawn(serve(stream, t, a.unread));
+                    if let Ok(stream) = TcpStream::from_fd(a.fd) {
+                        ex.connections().spawn(serve(stream, ex.transferable("echo"), a.unread));
                     }
                 }
                 None => adopting = false, // the handover is complete: nothing more comes
             },
             accepted = listener.accept() => match accepted? {
                 Some((stream, _)) => {
-                    let t = ex.core().transferable("echo");
-                    ex.connections().spawn(serve(stream, t, Vec::new()));
+                    ex.connections().spawn(serve(stream, ex.transferable("echo"), Vec::new()));
                 }
                 None => break, // handed over (or stopping): drain
             },
@@ -92,19 +90,15 @@ async fn serve(mut stream: TcpStream, t: Transferable, mut buf: Vec<u8>) {
             _ = requested(&t) => {
                 let Some(offer) = t.take() else { continue };
                 // A safe point: every whole line is answered; `buf` holds the rest.
-                let Ok(std) = stream.into_std() else { return };
-                let unread = buf.clone();
-                let state = State { version: STATE_VERSION, bytes: Vec::new(), unread };
-                match offer.offer(std, state).outcome().await {
-                    Ok(()) => return, // the next generation owns the connection now
-                    Err(kept) => match tokio_stream(kept.fd) {
-                        // Kept here: serve on (it drains, or goes at the next upgrade).
-                        Ok(s) => {
-                            stream = s;
-                            t = Some(kept.again);
-                        }
-                        Err(_) => return,
-                    },
+                let state = State { version: STATE_VERSION, bytes: Vec::new(), unread: buf.clone() };
+                match offer.hand_off(stream, state).await {
+                    Ok(HandedOff::Gone) => return, // the next generation owns it now
+                    // Kept here: serve on (it drains, or goes at the next upgrade).
+                    Ok(HandedOff::Kept(kept)) => {
+                        stream = kept.stream;
+                        t = Some(kept.again);
+                    }
+                    Err(_) => return,
                 }
             }
             read = stream.read_buf(&mut buf) => match read {
@@ -121,10 +115,4 @@ async fn requested(t: &Option<Transferable>) {
         Some(t) => t.requested().await,
         None => std::future::pending().await,
     }
-}
-
-fn tokio_stream(fd: std::os::fd::OwnedFd) -> std::io::Result<TcpStream> {
-    let std = std::net::TcpStream::from(fd);
-    std.set_nonblocking(true)?;
-    TcpStream::from_std(std)
 }

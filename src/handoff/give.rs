@@ -50,7 +50,8 @@ impl std::fmt::Debug for Kept {
         f.debug_struct("Kept")
             .field("fd", &self.fd)
             .field("reason", &self.reason)
-            .finish_non_exhaustive()
+            .field("again", &self.again)
+            .finish()
     }
 }
 
@@ -165,6 +166,14 @@ impl Board {
         while let Some(c) = round.captures.pop(Some(Duration::ZERO)) {
             c.settle(Outcome::Kept(why.to_owned()));
         }
+    }
+}
+
+impl std::fmt::Debug for Transferable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transferable")
+            .field("listener", &self.listener)
+            .finish_non_exhaustive()
     }
 }
 

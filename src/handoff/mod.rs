@@ -28,10 +28,14 @@
 mod give;
 mod signal;
 mod take;
+#[cfg(feature = "tokio")]
+mod tokio;
 pub(crate) mod wire;
 
 pub(crate) use give::{Board, GiveReport, give};
 pub use give::{Kept, Pending, State, Transferable, Wait};
 pub(crate) use take::Adopters;
 pub use take::{Adopted, Adoptions, DEFAULT_MAX_BYTES, DEFAULT_MAX_CONNECTIONS};
+#[cfg(feature = "tokio")]
+pub use tokio::{HandedOff, KeptStream, Stream};
 pub use wire::Refusal;
