@@ -554,4 +554,24 @@ fn demo_shows_no_failure_for_exuvia_and_failures_for_a_naive_restart() {
     );
     assert!(run.stdout.contains("exuvia: 0 failed of"), "{}", run.show());
     assert!(run.stdout.contains("naive restart:"), "{}", run.show());
+    // The long-lived connection: handed to every new generation by exuvia, cut by a restart.
+    assert_eq!(
+        j["exuvia"]["long_lived"]["long_lived_survived"],
+        true,
+        "{}",
+        run.show()
+    );
+    assert_eq!(n(&j["exuvia"]["long_lived"]["failed"]), 0);
+    assert_eq!(
+        j["naive"]["long_lived"]["long_lived_survived"],
+        false,
+        "{}",
+        run.show()
+    );
+    let row = run
+        .stdout
+        .lines()
+        .find(|l| l.contains("long-lived connection"))
+        .unwrap_or_default();
+    assert!(row.contains("kept") && row.contains("broken"), "{row}");
 }

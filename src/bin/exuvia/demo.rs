@@ -64,6 +64,7 @@ fn demo(args: DemoArgs) -> Result<ExitCode, String> {
         reloads: args.reloads,
         interval: args.interval,
         min_duration: Duration::ZERO,
+        long_probe: true,
     };
     validate(&sched)?;
     if args.reloads == 0 {
@@ -79,9 +80,10 @@ fn demo(args: DemoArgs) -> Result<ExitCode, String> {
         }
     };
     say(format!(
-        "exuvia demo: an echo server on loopback under load ({} connections), reloaded {} times,\n\
-         first upgraded by exuvia (SIGHUP → new process takes the listener, old one drains),\n\
-         then restarted the naive way (SIGTERM, start again, bind the port again).\n",
+        "exuvia demo: an echo server on loopback under load ({} connections, plus one long-lived\n\
+         connection talking every 20 ms), reloaded {} times, first upgraded by exuvia (SIGHUP →\n\
+         new process takes the listener and the live connections), then restarted the naive\n\
+         way (SIGTERM, start again, bind the port again).\n",
         args.connections, args.reloads
     ));
     let base = |cmd: Vec<OsString>, method, target| SimPlan {
@@ -185,6 +187,12 @@ fn side_by_side(a: &CheckReport, b: &CheckReport) -> String {
     );
     let peak = |r: &CheckReport| r.peak_processes.map_or("-".into(), |n| n.to_string());
     row("peak processes", peak(a), peak(b));
+    let long = |r: &CheckReport| match &r.long_lived {
+        Some(p) if p.long_lived_survived == Some(true) && p.failed == 0 => "kept".to_owned(),
+        Some(p) => format!("broken {}x", p.failed.max(p.connections_lost)),
+        None => "-".into(),
+    };
+    row("long-lived connection", long(a), long(b));
 
     let mut out = format!(
         "\n  {:<22}{:>16}{:>16}\n",

@@ -33,6 +33,9 @@ pub struct Schedule {
     pub interval: Duration,
     /// The load runs at least this long.
     pub min_duration: Duration,
+    /// One more connection, long-lived (a line every 20 ms), that must survive every reload
+    /// on the same TCP connection (a service that hands its live connections over).
+    pub long_probe: bool,
 }
 
 pub struct Driven {
@@ -41,6 +44,8 @@ pub struct Driven {
     pub interrupted: bool,
     /// Why reloading stopped early because the service was gone.
     pub gone: Option<String>,
+    /// The long-lived probe's report, with [`Schedule::long_probe`].
+    pub long: Option<LoadReport>,
 }
 
 impl Driven {
@@ -74,6 +79,14 @@ pub fn drive(
     s.http.apply(&mut cfg);
     // The schedule, not the load client, decides when the run ends.
     cfg.duration = load::MAX_DURATION;
+    let probe = if s.long_probe {
+        let mut p = cfg.clone();
+        p.mode = Mode::Long;
+        p.connections = 1;
+        Some(load::start(p).map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
     let handle = load::start(cfg).map_err(|e| e.to_string())?;
     let started = Instant::now();
     ui.begin(s.reloads, s.expected());
@@ -89,6 +102,9 @@ pub fn drive(
                     ui.event(&format!("stopping early: {why}"));
                     gone = Some(why);
                     break;
+                }
+                if let Some(p) = &probe {
+                    p.mark();
                 }
                 let entry = ReloadEntry::pending(index, handle.mark(), started.elapsed());
                 let r = service.reload(entry);
@@ -115,6 +131,7 @@ pub fn drive(
         done.store(true, Ordering::Relaxed);
     });
     let load = handle.stop();
+    let long = probe.map(|p| p.stop());
     for r in &mut reloads {
         r.failed_requests = load.failures_by_epoch.get(&r.epoch).copied().unwrap_or(0);
         r.retried_requests = load.retries_by_epoch.get(&r.epoch).copied().unwrap_or(0);
@@ -124,6 +141,7 @@ pub fn drive(
         load,
         interrupted: ui.aborted(),
         gone,
+        long,
     })
 }
 

@@ -79,6 +79,10 @@ pub struct CheckArgs {
     /// Run the load at least this long in total.
     #[arg(long, value_parser = parse_duration)]
     duration: Option<Duration>,
+    /// Also keep one long-lived connection (a line every 20 ms) that must survive every
+    /// reload on the same TCP connection: for services that hand their live connections over.
+    #[arg(long)]
+    long_probe: bool,
     /// Bound on each reload (systemd applies TimeoutStartSec=).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     reload_timeout: Duration,
@@ -161,6 +165,7 @@ fn check(args: CheckArgs, ui: &Ui) -> Result<ExitCode, String> {
         reloads: args.reloads,
         interval: args.interval,
         min_duration: args.duration.unwrap_or_default(),
+        long_probe: args.long_probe,
     };
     validate(&sched)?;
     let report = match &args.unit {

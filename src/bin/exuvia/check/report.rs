@@ -85,6 +85,9 @@ pub struct CheckReport {
     pub peak_processes: Option<usize>,
     pub stop: Option<StopEntry>,
     pub load: LoadReport,
+    /// The long-lived probe (`--long-probe`): one connection that must survive every reload.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub long_lived: Option<LoadReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -278,6 +281,16 @@ impl CheckReport {
                 "{} long-lived connection(s) were lost",
                 l.connections_lost
             ));
+        }
+        if let Some(p) = &self.long_lived {
+            if p.long_lived_survived != Some(true) || p.failed > 0 {
+                why.push(format!(
+                    "the long-lived probe connection did not survive every reload ({} round trips, {} failed: {})",
+                    p.ok,
+                    p.failed,
+                    kinds(p)
+                ));
+            }
         }
         if !self.violations.is_empty() {
             why.push(format!(

@@ -76,6 +76,7 @@ pub fn run(plan: &UnitPlan, sched: &Schedule, ui: &Ui) -> Result<CheckReport, St
         peak_processes: svc.cgroup.as_ref().map(|_| ui.peak()).filter(|&n| n > 0),
         stop: None,
         load: driven.load,
+        long_lived: driven.long,
     };
     report.judge();
     if let Some(why) = driven.gone {
