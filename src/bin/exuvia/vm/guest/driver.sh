@@ -15,7 +15,7 @@ set -u
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # shellcheck source=/dev/null
 source /run/exuvia-vm/vm.env
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source /run/exuvia-vm/lib.sh
 
 SCENARIO=${SCENARIO:-reload}

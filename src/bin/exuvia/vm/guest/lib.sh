@@ -134,7 +134,9 @@ start_units() {
     rc=0
     timeout 30 systemctl start "$u" 2>"$WORK/start.err" || rc=$?
     if ((rc != 0)); then
-      why=$(journalctl --no-pager -o cat -u "$u" | grep -iE 'fail|error|in use' | tail -2 | tr '\n' ' ')
+      # The line naming the address and the errno says most ("Address already in use").
+      why=$(journalctl --no-pager -o cat -u "$u" | grep -iE 'listening socket|address|in use' | tail -1)
+      [[ -n $why ]] || why=$(journalctl --no-pager -o cat -u "$u" | grep -iE 'fail|error' | tail -2 | tr '\n' ' ')
       fatal "socket unit $u did not start: ${why:-$(tr '\n' ' ' <"$WORK/start.err")}"
     fi
   done

@@ -22,6 +22,7 @@ for kind in exit hang; do
     exit) act='echo "broken successor: exiting 1" >&2; exit 1' ;;
     hang) act='echo "broken successor: hanging" >&2; exec sleep 3600' ;;
   esac
+  # shellcheck disable=SC2016 # $MAINPID and $@ are for the generated script
   printf '#!/bin/bash\nif [[ -n ${MAINPID:-} ]]; then exec -a %q %q "$@"; fi\n%s\n' \
     "${reload_argv0:-$BIN}" "$WORK/good-binary" "$act" >"$WORK/broken-$kind"
 done
