@@ -24,10 +24,10 @@ rows() {
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' - - "$run" "${label:-FAIL (exit $rc)}" - - - - - - -
     return
   fi
-  jq -r --arg run "$run" --arg label "$label" '
+  jq -r --arg run "$run" --arg lab "$label" '
     .versions[] as $v | $v.scenarios[] |
     [$v.suite, $v.systemd, "\($run)/\(.name)",
-     (if $label != "" then "\($label): \(.verdict)" elif .pass then "pass" else "FAIL: \(.verdict)" end),
+     (if $lab != "" then "\($lab): \(.verdict)" elif .pass then "pass" elif .verdict == "fail" then "FAIL" else "FAIL: \(.verdict)" end),
      (.seconds * 10 | round / 10), .requests, .failed, .retried, .reloads, .p50_ms, .p99_ms]
     | map(if . == null then "-" else tostring end) | @tsv' "$json"
 }

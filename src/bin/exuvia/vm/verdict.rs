@@ -81,9 +81,10 @@ pub fn clean(raw: &str) -> String {
                         }
                     }
                 }
+                // OSC (systemd ≥ 258 sends OSC 3008 context marks): up to BEL or ESC \.
                 Some(']') => {
-                    for n in it.by_ref() {
-                        if n == '\x07' {
+                    while let Some(n) = it.next() {
+                        if n == '\x07' || (n == '\x1b' && it.next_if_eq(&'\\').is_some()) {
                             break;
                         }
                     }
@@ -271,6 +272,12 @@ mod tests {
         );
         assert_eq!((s.p50_ms, s.p99_ms), (Some(221), None));
         assert_eq!(s.systemd.as_deref(), Some("257 (257.13-1~deb13u1)"));
+    }
+
+    #[test]
+    fn osc_ended_by_st_does_not_swallow_lines() {
+        let c = "\x1b]3008;start=ab;type=boot\x1b\\Queued start job\nVERDICT pass\n\x1b]3008;end=ab\x1b\\bye";
+        assert_eq!(clean(c), "Queued start job\nVERDICT pass\nbye");
     }
 
     #[test]
