@@ -54,15 +54,22 @@ mod driver;
 mod env;
 mod error;
 mod fds;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
+mod generations;
+mod hooks;
 mod join;
 mod lifecycle;
 mod listener;
 pub mod manifest;
 mod notify;
+mod pidfile;
 mod predecessor;
 pub mod reload_client;
 mod request;
 mod sockets;
+mod stats;
 mod successor;
 mod sync;
 mod sys;

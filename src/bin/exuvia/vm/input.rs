@@ -204,8 +204,10 @@ fn render_spec(path: &Path, suite: &Suite) -> Result<Vec<UnitFile>, String> {
     if spec.systemd > suite.nominal {
         spec = spec_for(Some(suite.nominal))?;
     }
-    let files = unit::render_files(&spec, unit::Format::Unit, false)
-        .map_err(|e| format!("--spec {}: {e}", path.display()))?;
+    let files = unit::render_files(&spec, unit::Format::Unit, false).map_err(|e| match e {
+        unit::RenderError::Spec(e) => format!("--spec {}: {e}", path.display()),
+        unit::RenderError::Template(e) => format!("--spec {}: {e}", path.display()),
+    })?;
     Ok(files
         .into_iter()
         .map(|(name, text)| UnitFile { name, text })
