@@ -39,7 +39,7 @@ results=$out/results.tsv
 t_all=$(date +%s.%N)
 secs() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
-declare -a stages=() notes=()
+declare -a stages=()
 failed=0
 # stage NAME COMMAND...: run, time, remember; a failure fails the matrix at the end.
 stage() {
@@ -70,17 +70,6 @@ gen_units() {
   "$E" unit --config "$repo/units/exuvia-echo.toml" --systemd 252 --out "$out/units/252" --force
 }
 stage "exuvia unit (generate)" gen_units
-# No exuvia CLI in the guests: ExecReload= must run the service binary itself. Units from
-# before the service binary became its own reload client (ExecReload=/usr/local/bin/exuvia)
-# still get the CLI installed, loudly, so the matrix measures what it can.
-cli=(--absent /usr/local/bin/exuvia)
-if grep -q '^ExecReload=/usr/local/bin/exuvia ' "$out/units/exuvia-echo.service"; then
-  mkdir -p "$out/cli/usr/local/bin"
-  cp "$E" "$out/cli/usr/local/bin/exuvia"
-  cli=(--files "$out/cli")
-  notes+=("NOTE: the generated units run ExecReload=/usr/local/bin/exuvia, so the CLI was installed in the guests; regenerate units/ with the service binary as its own reload client.")
-fi
-
 IFS=, read -r -a vs <<<"$versions"
 for v in "${vs[@]}"; do
   stage "rootfs $v" "$E" vm rootfs "$v"
@@ -111,7 +100,7 @@ vm_run() {
 
 echo_args=(--binary "$bin/examples/echo" --new-binary "$bin/examples/echo_sync"
   --probe VERSION --probe-new '^exuvia-example echo_sync ')
-stage "exuvia vm $versions (generated units, all scenarios)" vm_run shipped pass "${echo_args[@]}" "${cli[@]}" \
+stage "exuvia vm $versions (generated units, all scenarios)" vm_run shipped pass "${echo_args[@]}" --absent /usr/local/bin/exuvia \
   --unit "$out/units/exuvia-echo.service" --unit "$out/units/exuvia-echo.socket" \
   --unit "252=$out/units/252/exuvia-echo.service" --unit "252=$out/units/252/exuvia-echo.socket" \
   --systemd "$versions" --scenarios all --reloads "$reloads"
@@ -147,14 +136,13 @@ stage "foreign: python, in place (trixie)" vm_run python-in-place pass --binary 
 stage "foreign: Debian nginx (trixie, informational)" vm_run nginx info --package nginx \
   --service nginx.service --target tcp:127.0.0.1:80 --mode http --in-place --reloads 20
 
-((vm)) && stage "qemu vm trixie (reload 20)" vm_run qemu pass "${echo_args[@]}" "${cli[@]}" \
+((vm)) && stage "qemu vm trixie (reload 20)" vm_run qemu pass "${echo_args[@]}" --absent /usr/local/bin/exuvia \
   --unit "$out/units/exuvia-echo.service" --unit "$out/units/exuvia-echo.socket" --systemd 257 \
   --reloads 20 --vm
 
 {
   "$here/summary.sh" render "$results" "real-systemd matrix via exuvia vm ($(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?'), profile $profile)"
   echo
-  ((${#notes[@]})) && printf '%s\n\n' "${notes[@]}"
   echo "| stage | seconds | load avg after (1/5/15 min) | result |"
   echo "|---|--:|---|---|"
   printf '%s\n' "${stages[@]}"

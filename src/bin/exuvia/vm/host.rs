@@ -96,14 +96,14 @@ impl Proc {
         let _ = killpg(pgid, Signal::SIGTERM);
         let deadline = Instant::now() + GRACE;
         while Instant::now() < deadline {
+            // Once it is reaped its pid (our group id) may be reused: never signal after.
             if let Ok(Some(st)) = self.child.try_wait() {
                 self.done = Some(st);
-                // Whatever else is left in its group goes too.
-                let _ = killpg(pgid, Signal::SIGKILL);
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        // Not reaped yet, so the group id is still ours.
         let _ = killpg(pgid, Signal::SIGKILL);
         self.done = self.child.wait().ok();
     }

@@ -1,6 +1,6 @@
 //! Guests as systemd-nspawn containers: the cached rootfs booted with real systemd as PID 1.
 //!
-//! The flags (measured in docs/ci.md's sources, vm-feasibility §4): `--volatile=overlay` so no
+//! The flags (docs/ci.md, "What it needs"): `--volatile=overlay` so no
 //! write ever lands in the cached rootfs; `--private-network` for a loopback of its own (no
 //! port clash with the host or a parallel run); `--register=no --keep-unit` because the host
 //! need not run systemd or D-Bus; `SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1` for pure cgroup v2
