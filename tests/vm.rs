@@ -358,3 +358,58 @@ fn a_suite_that_cannot_be_fetched() {
         .collect();
     assert!(left.is_empty(), "left in the cache: {left:?}");
 }
+
+/// The whole path once, as a user runs it: an `exuvia unit` spec rendered for the guest's
+/// systemd, the example as the binary, three reloads judged inside, no exuvia CLI in the guest.
+#[test]
+fn a_spec_and_the_example_pass_under_real_systemd() {
+    need_root!();
+    let s = Scratch::new("vm-spec");
+    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("units/exuvia-echo.toml");
+    let echo = common::example("echo");
+    let json = s.path("report.json");
+    let args = [
+        "--binary",
+        p(&echo),
+        "--spec",
+        p(&spec),
+        "--reloads",
+        "3",
+        "--absent",
+        "/usr/local/bin/exuvia",
+        "--json",
+        p(&json),
+    ];
+    let run = vm(&s, &args, &[], &[]);
+    assert_eq!(run.code, 0, "{}", run.show());
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let sc = &report["versions"][0]["scenarios"][0];
+    assert_eq!(
+        (sc["name"].as_str(), sc["pass"].as_bool()),
+        (Some("reload"), Some(true)),
+        "{report}"
+    );
+    assert_eq!(sc["reloads"], 3);
+    assert_eq!(sc["failed"], 0);
+    let checks: Vec<&str> = sc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    for want in [
+        "absent:/usr/local/bin/exuvia",
+        "check_unit",
+        "end_state",
+        "load_long_no_failures",
+    ] {
+        assert!(checks.contains(&want), "{want} missing in {checks:?}");
+    }
+    assert!(
+        run.stdout.contains("exuvia vm: systemd 257"),
+        "{}",
+        run.show()
+    );
+    assert_nothing_left(run.pid, &s);
+}

@@ -70,12 +70,31 @@ gen_units() {
   "$E" unit --config "$repo/units/exuvia-echo.toml" --systemd 252 --out "$out/units/252" --force
 }
 stage "exuvia unit (generate)" gen_units
-IFS=, read -r -a vs <<<"$versions"
-for v in "${vs[@]}"; do
-  stage "rootfs $v" "$E" vm rootfs "$v"
-done
-stage "rootfs trixie + nginx" "$E" vm rootfs trixie --package nginx
-((vm)) && stage "rootfs trixie + kernel" "$E" vm rootfs trixie --kernel
+# Every rootfs the runs below boot, built (once; cached) side by side: a cold build mostly
+# waits for the mirror. Each build holds its own lock; the logs say which one failed.
+rootfs_all() {
+  local -a pids=() names=()
+  local v rc=0 i
+  IFS=, read -r -a vs <<<"$versions"
+  vs+=("trixie --package nginx")
+  ((vm)) && vs+=("trixie --kernel")
+  for v in "${vs[@]}"; do
+    # shellcheck disable=SC2086 # v carries the suite and its options
+    "$E" vm rootfs $v >"$out/logs/rootfs-${v// /_}.log" 2>&1 &
+    pids+=($!) names+=("$v")
+  done
+  for i in "${!pids[@]}"; do
+    if wait "${pids[$i]}"; then
+      echo "rootfs ${names[$i]}: $(tail -1 "$out/logs/rootfs-${names[$i]// /_}.log")"
+    else
+      rc=1
+      echo "rootfs ${names[$i]} FAILED:" >&2
+      tail -5 "$out/logs/rootfs-${names[$i]// /_}.log" >&2
+    fi
+  done
+  return "$rc"
+}
+stage "rootfs ($versions, trixie+nginx$( ((vm)) && echo ", trixie+kernel"); in parallel)" rootfs_all
 
 # vm_run NAME EXPECT [exuvia vm args...]: one `exuvia vm` run; EXPECT pass (exit 0), fail
 # CHECKS (exit 1 and a check matching the regex CHECKS failed: a negative control), or info
