@@ -60,6 +60,10 @@ pub struct CheckArgs {
     /// Check this systemd unit on this host (systemctl reload) instead of running a command.
     #[arg(long, value_name = "NAME", conflicts_with = "listen")]
     unit: Option<String>,
+    /// With --unit: the service reloads in place (e.g. nginx, or plain Type=notify-reload
+    /// without a new process); each reload must complete with the same MainPID.
+    #[arg(long)]
+    in_place: bool,
     /// echo (connect, line, echo, close), long (connections that must survive every
     /// reload), http (HTTP/1.1 keep-alive GETs), h2 (HTTP/2 GETs, h2c prior knowledge,
     /// --streams per connection), ws (WebSocket echo; a close frame and a reconnect are fine).
@@ -155,6 +159,20 @@ fn check(args: CheckArgs, ui: &Ui) -> Result<ExitCode, String> {
     if args.reloads == 0 {
         return Err("--reloads must be at least 1: a check is about reloads".into());
     }
+    if args.in_place && args.unit.is_none() {
+        return Err("--in-place judges reloads of a systemd unit: use it with --unit NAME".into());
+    }
+    if let Some(dup) = args
+        .listen
+        .iter()
+        .enumerate()
+        .find_map(|(i, l)| args.listen[..i].iter().find(|p| p.name == l.name))
+    {
+        return Err(format!(
+            "--listen name {:?} is given twice: each listener needs its own name (LISTEN_FDNAMES)",
+            dup.name
+        ));
+    }
     let json = open_json(args.json.as_deref())?;
     let sched = Schedule {
         mode: args.mode,
@@ -182,6 +200,7 @@ fn check(args: CheckArgs, ui: &Ui) -> Result<ExitCode, String> {
                 unit: name.clone(),
                 target,
                 reload_timeout: args.reload_timeout,
+                in_place: args.in_place,
             };
             unit::run(&plan, &sched, ui)?
         }

@@ -10,7 +10,8 @@
 //! mode               "simulator" (built-in stand-in for systemd) | "unit" (real systemd)
 //! reload_method      "signal" (reload signal to the main pid, as systemctl reload does
 //!                    for Type=notify-reload) | "restart" (stop + start; `exuvia demo`'s
-//!                    naive side) | "systemctl-reload"
+//!                    naive side) | "systemctl-reload" | "systemctl-reload-in-place"
+//!                    (`--in-place`: every reload must keep the MainPID)
 //! command            [argv…] in simulator mode, else null
 //! unit               unit name in unit mode, else null
 //! target             where the load went, e.g. "tcp:127.0.0.1:8080"
@@ -21,7 +22,8 @@
 //!                      duration, old_main_pid, new_main_pid, failed_requests,
 //!                      retried_requests, status, systemctl}]
 //!                    failure: null | "timeout" | "main-exited" | "no-main-pid-change" |
-//!                      "unit-dead" | "restarted" | "reactivated" | "systemctl-failed" | "error"
+//!                      "unit-dead" | "restarted" | "reactivated" | "systemctl-failed" | "error" |
+//!                      "main-pid-changed" (in place)
 //!                    failed_requests: failed requests that started during this reload's
 //!                      epoch (from its start until the next reload began)
 //!                    retried_requests: retries of requests that started in that epoch
