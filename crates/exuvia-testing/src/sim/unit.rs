@@ -292,10 +292,18 @@ mod tests {
         let st = proc_stat(std::process::id()).expect("own stat");
         assert!(st.ppid > 0);
         assert!(!st.zombie);
-        // The Rust runtime ignores SIGPIPE in every binary, tests included.
+        // A signal no other test touches (SIGPIPE's disposition is process-wide and other
+        // tests in this binary change it): ignored, then back to the default.
+        use nix::sys::signal::{SigHandler, Signal, signal};
+        // SAFETY: SIG_IGN/SIG_DFL install no handler code.
+        unsafe { signal(Signal::SIGTTOU, SigHandler::SigIgn) }.unwrap();
+        let ignored = signal_disposition(std::process::id(), libc::SIGTTOU);
+        // SAFETY: as above.
+        unsafe { signal(Signal::SIGTTOU, SigHandler::SigDfl) }.unwrap();
+        assert_eq!(ignored, Some(Disposition::Ignored));
         assert_eq!(
-            signal_disposition(std::process::id(), libc::SIGPIPE),
-            Some(Disposition::Ignored)
+            signal_disposition(std::process::id(), libc::SIGTTOU),
+            Some(Disposition::Default)
         );
     }
 }
