@@ -2,13 +2,13 @@
 //!
 //! A signal cannot carry an answer, so `systemctl reload` with a signal alone cannot fail
 //! when the upgrade fails. The control socket can: `ExecReload=` runs a client (the service
-//! binary itself as `exuvia-reload`, see [`crate::reload_client`], or `exuvia reload
+//! binary itself as `exuvia-reload`, see [`mod@crate::reload_client`], or `exuvia reload
 //! --wait`) that connects, asks for an upgrade and exits non-zero with the reason if it
 //! failed. The socket is a named listener like any other and is handed to every successor.
 //!
 //! Protocol, one line each way: `upgrade\n` → `ok pid=P generation=G ready_ms=R\n` or
 //! `error KIND: MESSAGE\n` (KIND is `in-progress`, `refused` or `failed`). A request joins
-//! an upgrade the reload signal started moments ago (see [`crate::join`]).
+//! an upgrade the reload signal started moments ago (systemd 253–261 sends the signal and runs `ExecReload=` for one reload; docs/systemd.md, "Reload verdicts").
 //!
 //! The socket is a door into the service, so it is guarded: only the service's own user or
 //! root may ask (checked with `SO_PEERCRED`, not with file modes alone), at most

@@ -43,6 +43,10 @@ impl Builder {
         &mut self.cfg.hooks
     }
 
+    pub(crate) fn config_mut(&mut self) -> &mut Config {
+        &mut self.cfg
+    }
+
     /// The signal that triggers an upgrade (`None`: only the API and control socket).
     pub fn upgrade_signal(mut self, sig: Option<i32>) -> Self {
         self.cfg.upgrade_signal = sig;
@@ -66,21 +70,6 @@ impl Builder {
     pub fn drain(mut self, soft: Duration, hard: Duration) -> Self {
         self.cfg.drain_soft = soft;
         self.cfg.drain_hard = hard.max(soft);
-        self
-    }
-
-    /// How long the old generation may spend handing live connections to its successor
-    /// (default 2 s; see [`crate::handoff`]). What is not handed over in time drains.
-    pub fn handoff_timeout(mut self, d: Duration) -> Self {
-        self.cfg.handoff_timeout = d;
-        self
-    }
-
-    /// Bounds on what this generation adopts from its predecessor: at most `connections`
-    /// connections and `bytes` of their state (defaults 10 000 and 64 MiB). Beyond them the
-    /// predecessor keeps the rest and drains them.
-    pub fn adopt_limits(mut self, connections: usize, bytes: usize) -> Self {
-        self.cfg.adopt_limits = (connections, bytes);
         self
     }
 
@@ -437,24 +426,8 @@ impl Exuvia {
         Ok(())
     }
 
-    /// Marks a connection accepted on `listener` as one this generation may hand to its
-    /// successor at the next upgrade (see [`crate::handoff`]).
-    pub fn transferable(&self, listener: &str) -> crate::handoff::Transferable {
-        self.shared.board.transferable(listener)
-    }
-
-    /// Adopts live connections of `listener` that the predecessor hands over, in state
-    /// versions `versions`. Call it before [`ready`](Self::ready): the offers come right after.
-    /// The stream ends once the handover is complete (at once for a first generation).
-    pub fn adopt(
-        &self,
-        listener: &str,
-        versions: std::ops::RangeInclusive<u32>,
-    ) -> Result<crate::handoff::Adoptions, Error> {
-        if self.phase() != Phase::Starting {
-            return Err(Error::AlreadyReady);
-        }
-        Ok(self.shared.adopters.register(listener, versions))
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
     }
 
     /// The connection tracker the blocking drain waits for.

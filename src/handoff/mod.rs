@@ -25,6 +25,7 @@
 //! [`DEFAULT_MAX_CONNECTIONS`] connections and [`DEFAULT_MAX_BYTES`] per successor, and the
 //! whole hand-off within the builder's hand-off timeout.
 
+mod api;
 mod give;
 mod signal;
 mod take;
