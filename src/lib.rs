@@ -46,6 +46,8 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "axum")]
+pub mod axum;
 mod channel;
 mod child;
 mod config;
@@ -55,6 +57,8 @@ mod driver;
 mod env;
 mod error;
 mod fds;
+#[cfg(feature = "hyper")]
+pub mod http;
 mod lifecycle;
 mod listener;
 pub mod manifest;
@@ -66,6 +70,8 @@ mod sys;
 pub mod systemd;
 #[cfg(feature = "tokio")]
 pub mod tokio;
+#[cfg(feature = "tonic")]
+pub mod tonic;
 mod upgrader;
 
 pub use drain::{ConnGuard, DrainReport, Tracker};

@@ -1,0 +1,232 @@
+//! One connection, from `accept` to close: the counted socket, the handshake, hyper, and
+//! the driver that decides when a lame-duck connection is closed.
+//!
+//! The drain counts sockets, not tasks: a WebSocket leaves hyper's task when it is upgraded
+//! and lives on in the handler's, and it must still be waited for and, at the hard deadline,
+//! cut. So each [`Socket`] holds the drain's token until it is dropped, wherever it is.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::task::task_tracker::TaskTrackerToken;
+
+use super::lameduck::{ConnState, LameDuck, Shared};
+use super::{BoxError, Handshake};
+use crate::tokio::Connections;
+
+/// An accepted TCP connection, counted by the drain until it is dropped.
+///
+/// What a [`Handshake`] wraps. Once the connection is upgraded (a WebSocket), reads and
+/// writes fail from the hard deadline on, so a handler that outlives the drain ends.
+pub struct Socket {
+    io: TcpStream,
+    conn: Arc<ConnState>,
+    cut: CancellationToken,
+    cut_wait: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    _token: TaskTrackerToken,
+}
+
+impl Socket {
+    pub(crate) fn new(io: TcpStream, conn: Arc<ConnState>, connections: &Connections) -> Socket {
+        Socket {
+            io,
+            conn,
+            cut: connections.cut_token(),
+            cut_wait: None,
+            _token: connections.token(),
+        }
+    }
+
+    /// The TCP stream (for socket options).
+    pub fn get_ref(&self) -> &TcpStream {
+        &self.io
+    }
+
+    /// The client's address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.io.peer_addr()
+    }
+
+    /// `Some(error)` once an upgraded connection is past the hard deadline. Connections
+    /// hyper still serves are cut by dropping their task, so only upgraded ones pay for the
+    /// check.
+    fn cut(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+        if !self.conn.is_upgraded() {
+            return None;
+        }
+        let cut = &self.cut;
+        let wait = self
+            .cut_wait
+            .get_or_insert_with(|| Box::pin(cut.clone().cancelled_owned()));
+        wait.as_mut().poll(cx).is_ready().then(|| {
+            let _ = socket2::SockRef::from(&self.io).shutdown(std::net::Shutdown::Both);
+            io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "connection cut at the hard drain deadline",
+            )
+        })
+    }
+}
+
+impl std::fmt::Debug for Socket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Socket").field("io", &self.io).finish()
+    }
+}
+
+impl AsyncRead for Socket {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if let Some(e) = self.cut(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Socket {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if let Some(e) = self.cut(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if let Some(e) = self.cut(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// Runs hyper's HTTP/2 stream tasks so that they end at the hard deadline with their
+/// connection (which they belong to; the connection's socket is what the drain counts).
+#[derive(Clone)]
+pub struct Executor {
+    connections: Connections,
+}
+
+impl Executor {
+    pub(crate) fn new(connections: Connections) -> Executor {
+        Executor { connections }
+    }
+}
+
+impl std::fmt::Debug for Executor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Executor")
+    }
+}
+
+impl<F> hyper::rt::Executor<F> for Executor
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, fut: F) {
+        self.connections.spawn_uncounted(async move {
+            fut.await;
+        });
+    }
+}
+
+/// Serves one connection until it closes, closing it the lame-duck way after the handover.
+pub(crate) async fn serve<H, S, B>(
+    shared: Arc<Shared>,
+    builder: Arc<auto::Builder<Executor>>,
+    handshake: H,
+    socket: Socket,
+    service: S,
+) where
+    H: Handshake,
+    S: hyper::service::Service<http::Request<Incoming>, Response = http::Response<B>>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let conn = socket.conn.clone();
+    let io = match handshake.handshake(socket).await {
+        Ok(io) => io,
+        Err(e) => {
+            tracing::debug!(error = %e, "handshake failed; connection dropped");
+            return;
+        }
+    };
+    let service = LameDuck::new(service, conn.clone(), shared.clone());
+    let http = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    let mut http = std::pin::pin!(http);
+    tokio::select! {
+        r = http.as_mut() => return ended(r),
+        _ = shared.lame_token.cancelled() => {}
+    }
+    // HTTP/2 (and gRPC): a graceful GOAWAY now; streams in flight finish, the client opens
+    // its next stream on a new connection. HTTP/1: every response from now on says
+    // `Connection: close`; what stays idle is closed after the idle grace or at the soft
+    // deadline. An upgraded connection is no longer hyper's to close.
+    while !conn.is_h2() && !conn.is_upgraded() {
+        let wake = match conn.idle_since() {
+            Some(since) => {
+                let at = shared.idle_close_at(since);
+                if Instant::now() >= at {
+                    break;
+                }
+                at
+            }
+            None => Instant::now() + shared.deadlines.idle_grace,
+        };
+        tokio::select! {
+            r = http.as_mut() => return ended(r),
+            _ = shared.finish.requested() => break,
+            _ = tokio::time::sleep_until(wake.into()) => {}
+        }
+    }
+    if !conn.is_upgraded() {
+        http.as_mut().graceful_shutdown();
+    }
+    ended(http.await)
+}
+
+fn ended(r: Result<(), BoxError>) {
+    if let Err(e) = r {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
