@@ -7,6 +7,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 fn main() -> ExitCode {
+    // Under systemd, `ExecReload=@/path/to/this exuvia-reload …` runs this binary as the
+    // reload client: it asks the running service to upgrade and exits with the verdict.
+    if let Some(code) = exuvia::reload_client() {
+        return code;
+    }
     match support::start("echo_sync", "127.0.0.1:8080") {
         Ok(args) => support::exit("echo_sync", run(args)),
         Err(code) => code,

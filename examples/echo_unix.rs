@@ -9,6 +9,11 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Under systemd, `ExecReload=@/path/to/this exuvia-reload …` runs this binary as the
+    // reload client: it asks the running service to upgrade and exits with the verdict.
+    if let Some(code) = exuvia::reload_client() {
+        return code;
+    }
     match support::start("echo_unix", "/tmp/exuvia-echo.sock") {
         Ok(args) => support::exit("echo_unix", run(args).await),
         Err(code) => code,

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::env::StartEnv;
+use crate::error::Error;
 
 /// Everything the control loop needs to know; built by [`crate::Builder`].
 #[derive(Clone, Debug)]
@@ -40,5 +41,42 @@ impl Default for Config {
             fd_store: false,
             start: StartEnv::default(),
         }
+    }
+}
+
+impl Config {
+    /// Applies the deadlines the unit carries in `EXUVIA_*` variables. They win over the
+    /// builder: the unit derives `TimeoutStartSec=`/`TimeoutStopSec=` from the same values,
+    /// and a service that disagreed with its unit would be SIGKILLed mid-drain.
+    pub(crate) fn apply_env_deadlines(&mut self) -> Result<(), Error> {
+        for (var, value) in self.start.deadlines.clone() {
+            let text = value.to_string_lossy();
+            let d = crate::timespan::parse(&text).map_err(|why| Error::Environment {
+                var,
+                value: text.clone().into_owned(),
+                why,
+            })?;
+            let slot = match var {
+                "EXUVIA_READY_TIMEOUT" => &mut self.ready_timeout,
+                "EXUVIA_DRAIN_SOFT" => &mut self.drain_soft,
+                _ => &mut self.drain_hard,
+            };
+            if *slot != d {
+                tracing::info!(var, from = ?*slot, to = ?d, "deadline set by the environment");
+            }
+            *slot = d;
+        }
+        if self.ready_timeout.is_zero() {
+            return Err(Error::Environment {
+                var: "EXUVIA_READY_TIMEOUT",
+                value: "0".into(),
+                why: "a successor needs some time to become ready".into(),
+            });
+        }
+        if self.drain_hard < self.drain_soft {
+            tracing::warn!(soft = ?self.drain_soft, hard = ?self.drain_hard, "drain hard deadline below the soft one; using the soft one for both");
+            self.drain_hard = self.drain_soft;
+        }
+        Ok(())
     }
 }

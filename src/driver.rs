@@ -10,44 +10,21 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::child::{self, Answer, Successor};
 use crate::config::Config;
-use crate::control::{Verdict, Waiter};
 use crate::error::{Error, UpgradeError};
 use crate::fds::Registry;
+use crate::join::{JoinWindow, Joined};
 use crate::lifecycle::{DrainReason, Lifecycle, Phase};
 use crate::manifest::Ancestor;
 use crate::notify::Notifier;
-use crate::parent::Predecessor;
+use crate::predecessor::Predecessor;
+use crate::request::{Request, UpgradeResult, Upgraded, Verdict, Waiter};
+use crate::successor::{self, Answer, Successor};
+use crate::sync::lock;
 use crate::sys;
-
-/// A successful upgrade, as the API and the control socket report it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Upgraded {
-    /// The successor's pid.
-    pub pid: i32,
-    /// The successor's generation.
-    pub generation: u64,
-    /// From the trigger to the successor's `ready`.
-    pub ready_after: Duration,
-    /// From the successor's `ready` to this process having closed every listener.
-    pub closed_after: Duration,
-}
-
-pub(crate) type UpgradeResult = Result<Upgraded, UpgradeError>;
-
-/// Messages from the service's threads to the loop.
-pub(crate) enum Request {
-    Upgrade(Waiter),
-    /// From the control socket: join a signal-started upgrade (see [`crate::control`]).
-    Join(Waiter),
-    Ready(mpsc::Sender<Result<(), Error>>),
-    Stop,
-    Shutdown,
-}
 
 /// State the loop shares with the `Exuvia` handle.
 pub(crate) struct Shared {
@@ -56,77 +33,81 @@ pub(crate) struct Shared {
     pub next_state: Mutex<Option<Arc<Vec<u8>>>>,
 }
 
+impl Shared {
+    pub(crate) fn registry(&self) -> MutexGuard<'_, Registry> {
+        lock(&self.registry)
+    }
+}
+
+/// Everything the loop starts with; `Builder::start` fills it in.
+pub(crate) struct Inputs {
+    pub cfg: Arc<Config>,
+    pub shared: Arc<Shared>,
+    pub notifier: Box<dyn Notifier>,
+    /// Read end of the signal self-pipe.
+    pub signals: OwnedFd,
+    pub requests: mpsc::Receiver<Request>,
+    /// Handed to control-connection threads so they can ask the loop.
+    pub request_tx: mpsc::Sender<Request>,
+    /// Bumped by whoever sends a request.
+    pub wake: Arc<OwnedFd>,
+    pub generation: u64,
+    pub draining: Vec<Ancestor>,
+    pub predecessor: Option<Predecessor>,
+    pub control: Option<UnixListener>,
+}
+
 struct InFlight {
     successor: Successor,
     triggered: Instant,
     deadline: Instant,
-    waiters: Vec<Waiter>,
+    /// Who started it.
+    asked_by: Waiter,
+    /// Control requests that joined it (see [`crate::join`]).
+    joined: Vec<mpsc::Sender<Verdict>>,
 }
-
-/// The last upgrade the reload signal started, until a control request claims it.
-struct SignalUpgrade {
-    triggered: Instant,
-    triggered_us: u64,
-    verdict: Option<Verdict>,
-}
-
-/// How long after a signal-started upgrade a control request still joins it.
-const JOIN_WINDOW: Duration = Duration::from_secs(2);
 
 pub(crate) struct Driver {
-    pub cfg: Arc<Config>,
-    pub shared: Arc<Shared>,
-    pub notifier: Box<dyn Notifier>,
-    pub signals: OwnedFd,
-    pub requests: mpsc::Receiver<Request>,
-    pub wake: Arc<OwnedFd>,
-    pub generation: u64,
-    pub draining: Vec<Ancestor>,
-    pub parent: Option<Predecessor>,
-    pub control: Option<UnixListener>,
-    pub request_tx: mpsc::Sender<Request>,
+    cfg: Arc<Config>,
+    shared: Arc<Shared>,
+    notifier: Box<dyn Notifier>,
+    signals: OwnedFd,
+    requests: mpsc::Receiver<Request>,
+    request_tx: mpsc::Sender<Request>,
+    wake: Arc<OwnedFd>,
+    generation: u64,
+    draining: Vec<Ancestor>,
+    predecessor: Option<Predecessor>,
+    control: Option<UnixListener>,
     /// Ready, and no predecessor still holds the listeners: this process may upgrade.
     main: bool,
     ready: bool,
     inflight: Option<InFlight>,
     /// A trigger that arrived between our `ready` and the predecessor's `complete`.
     deferred: Option<Waiter>,
-    signal_upgrade: Option<SignalUpgrade>,
+    join: JoinWindow,
     next_watchdog: Option<Instant>,
 }
 
 impl Driver {
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        cfg: Arc<Config>,
-        shared: Arc<Shared>,
-        notifier: Box<dyn Notifier>,
-        signals: OwnedFd,
-        requests: mpsc::Receiver<Request>,
-        request_tx: mpsc::Sender<Request>,
-        wake: Arc<OwnedFd>,
-        generation: u64,
-        draining: Vec<Ancestor>,
-        parent: Option<Predecessor>,
-        control: Option<UnixListener>,
-    ) -> Driver {
+    pub(crate) fn new(i: Inputs) -> Driver {
         Driver {
-            cfg,
-            shared,
-            notifier,
-            signals,
-            requests,
-            request_tx,
-            wake,
-            generation,
-            draining,
-            parent,
-            control,
+            cfg: i.cfg,
+            shared: i.shared,
+            notifier: i.notifier,
+            signals: i.signals,
+            requests: i.requests,
+            request_tx: i.request_tx,
+            wake: i.wake,
+            generation: i.generation,
+            draining: i.draining,
+            predecessor: i.predecessor,
+            control: i.control,
             main: false,
             ready: false,
             inflight: None,
             deferred: None,
-            signal_upgrade: None,
+            join: JoinWindow::default(),
             next_watchdog: None,
         }
     }
@@ -190,7 +171,7 @@ impl Driver {
     /// deadline passed.
     fn wait(&self) -> std::io::Result<(Woke, bool)> {
         let mut fds: Vec<BorrowedFd<'_>> = vec![self.signals.as_fd(), self.wake.as_fd()];
-        let parent = self.parent.as_ref().filter(|_| self.ready).map(|p| {
+        let parent = self.predecessor.as_ref().filter(|_| self.ready).map(|p| {
             fds.push(p.channel.as_fd());
             fds.len() - 1
         });
@@ -240,7 +221,7 @@ impl Driver {
     fn on_request(&mut self, r: Request) {
         match r {
             Request::Upgrade(w) => self.trigger(w),
-            Request::Join(w) => self.join(w),
+            Request::Join(reply) => self.join(reply),
             Request::Ready(reply) => {
                 let _ = reply.send(self.on_ready());
             }
@@ -254,23 +235,30 @@ impl Driver {
         if self.ready {
             return Err(Error::AlreadyReady);
         }
-        let closed = self
-            .shared
-            .registry
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .close_unclaimed();
+        let closed = self.shared.registry().close_unclaimed();
         if !closed.is_empty() {
             tracing::info!(names = ?closed, "closed inherited fds the service did not claim");
         }
         self.ready = true;
         self.life().set_phase(Phase::Serving);
-        match &self.parent {
+        match &self.predecessor {
             Some(p) => {
                 p.send_ready()
                     .map_err(Error::io("telling the previous generation we are ready"))?;
                 tracing::info!("ready; waiting for the previous generation to hand over");
-                self.signal_upgrade = self.inherited_signal_upgrade();
+                if let Some(t) = p.signal_trigger_us {
+                    self.join = JoinWindow::inherited(
+                        Instant::now(),
+                        t,
+                        sys::monotonic_usec(),
+                        Upgraded {
+                            pid: std::process::id() as i32,
+                            generation: self.generation,
+                            ready_after: Duration::ZERO,
+                            closed_after: Duration::ZERO,
+                        },
+                    );
+                }
             }
             None => {
                 self.take_main();
@@ -282,25 +270,6 @@ impl Driver {
         Ok(())
     }
 
-    /// If the reload signal started the upgrade that created this process moments ago, a
-    /// control request for the same reload may arrive here (the old process has stopped
-    /// accepting on the control socket by then): it gets this upgrade's verdict.
-    fn inherited_signal_upgrade(&self) -> Option<SignalUpgrade> {
-        let t = self.parent.as_ref()?.signal_trigger_us?;
-        let age = Duration::from_micros(sys::monotonic_usec().saturating_sub(t));
-        let triggered = Instant::now().checked_sub(age)?;
-        (age <= JOIN_WINDOW).then(|| SignalUpgrade {
-            triggered,
-            triggered_us: t,
-            verdict: Some(Verdict::Upgraded(Upgraded {
-                pid: std::process::id() as i32,
-                generation: self.generation,
-                ready_after: age,
-                closed_after: Duration::ZERO,
-            })),
-        })
-    }
-
     /// This process now holds the listeners alone and may upgrade.
     fn take_main(&mut self) {
         self.main = true;
@@ -310,11 +279,7 @@ impl Driver {
             }
         }
         if self.cfg.fd_store {
-            let reg = self
-                .shared
-                .registry
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let reg = self.shared.registry();
             let fds: Vec<(&str, BorrowedFd<'_>)> =
                 reg.registered().map(|(n, _, fd)| (n, fd)).collect();
             self.notifier.store_fds(&fds);
@@ -326,7 +291,7 @@ impl Driver {
     }
 
     fn on_parent_message(&mut self) {
-        let Some(p) = &self.parent else { return };
+        let Some(p) = &self.predecessor else { return };
         match p.poll_complete() {
             Ok(false) => return,
             Ok(true) => {
@@ -336,7 +301,7 @@ impl Driver {
                 tracing::warn!(message = %m, "unexpected message from the previous generation; treating the handover as complete")
             }
         }
-        self.parent = None;
+        self.predecessor = None;
         self.take_main();
         if let Some(w) = self.deferred.take() {
             self.trigger(w);
@@ -346,7 +311,7 @@ impl Driver {
     fn accept_control(&mut self) {
         let Some(l) = &self.control else { return };
         while let Ok((stream, _)) = l.accept() {
-            let open = crate::lifecycle::ControlGuard::new(&self.shared.life);
+            let open = crate::lifecycle::ControlGuard::new(self.life());
             crate::control::serve(stream, self.request_tx.clone(), self.wake.clone(), open);
         }
     }
@@ -360,7 +325,7 @@ impl Driver {
         }
         let refusal = if self.draining_now() {
             Some(UpgradeError::ShuttingDown)
-        } else if !self.main && self.ready && self.parent.is_some() {
+        } else if !self.main && self.ready && self.predecessor.is_some() {
             // systemd signals the new main as soon as MAINPID= names it, which can be a few
             // hundred µs before the old process has let go of the listeners: start right
             // after, or the reload would hang until its timeout.
@@ -381,11 +346,7 @@ impl Driver {
         }
         let triggered = Instant::now();
         if matches!(waiter, Waiter::Signal) {
-            self.signal_upgrade = Some(SignalUpgrade {
-                triggered,
-                triggered_us: sys::monotonic_usec(),
-                verdict: None,
-            });
+            self.join.signal_started(triggered, sys::monotonic_usec());
         }
         self.notifier.reloading();
         self.life().set_phase(Phase::Upgrading);
@@ -402,10 +363,11 @@ impl Driver {
                     successor,
                     triggered,
                     deadline: triggered + self.cfg.ready_timeout,
-                    waiters: vec![waiter],
+                    asked_by: waiter,
+                    joined: Vec::new(),
                 });
             }
-            Err(e) => self.fail(None, vec![waiter], e),
+            Err(e) => self.fail(None, waiter, Vec::new(), e),
         }
     }
 
@@ -432,32 +394,22 @@ impl Driver {
         let me = std::process::id() as i32;
         draining.push(Ancestor {
             pid: me,
-            start_time: sys::process_start_time(me)?,
+            start_time: sys::process_start_time(me).map_err(|source| UpgradeError::Spawn {
+                step: "reading this process's start time for the manifest",
+                source,
+            })?,
         });
-        let state = self
-            .shared
-            .next_state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let reg = self
-            .shared
-            .registry
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let state = lock(&self.shared.next_state).clone();
+        let reg = self.shared.registry();
         tracing::info!(phase = "spawn", exe = %exe.display(), fds = reg.registered().count(), "starting successor");
-        child::spawn(child::Plan {
+        successor::spawn(successor::Plan {
             exe,
             args,
             fds: reg.registered().collect(),
             generation: self.generation + 1,
             draining,
             state,
-            signal_trigger_us: self
-                .signal_upgrade
-                .as_ref()
-                .filter(|su| su.verdict.is_none())
-                .map(|su| su.triggered_us),
+            signal_trigger_us: self.join.running_trigger_us(),
         })
     }
 
@@ -487,7 +439,7 @@ impl Driver {
         };
         match outcome {
             Ok(()) => self.hand_over(f),
-            Err(e) => self.fail(Some(f.successor), f.waiters, e),
+            Err(e) => self.fail(Some(f.successor), f.asked_by, f.joined, e),
         }
     }
 
@@ -498,7 +450,7 @@ impl Driver {
                 pid: f.successor.pid,
                 timeout: self.cfg.ready_timeout,
             };
-            self.fail(Some(f.successor), f.waiters, e);
+            self.fail(Some(f.successor), f.asked_by, f.joined, e);
         }
         if let Some(at) = self.next_watchdog {
             if now >= at {
@@ -513,7 +465,13 @@ impl Driver {
     }
 
     /// The upgrade failed: kill the successor, stay main, keep serving.
-    fn fail(&mut self, successor: Option<Successor>, waiters: Vec<Waiter>, e: UpgradeError) {
+    fn fail(
+        &mut self,
+        successor: Option<Successor>,
+        asked_by: Waiter,
+        joined: Vec<mpsc::Sender<Verdict>>,
+        e: UpgradeError,
+    ) {
         if let Some(s) = &successor {
             s.kill();
         }
@@ -522,57 +480,39 @@ impl Driver {
         if !self.draining_now() {
             self.life().set_phase(Phase::Serving);
         }
-        self.answer(waiters, Err(e));
+        self.answer(asked_by, joined, Err(e));
     }
 
-    /// Gives every waiter the outcome (the typed error goes to the API caller) and keeps it
-    /// for a control request that joins a signal-started upgrade late.
-    fn answer(&mut self, waiters: Vec<Waiter>, r: UpgradeResult) {
+    /// Gives the outcome to whoever asked (the typed error to an API caller) and to the
+    /// control requests that joined, and keeps it for one that joins a signal's upgrade late.
+    fn answer(&mut self, asked_by: Waiter, joined: Vec<mpsc::Sender<Verdict>>, r: UpgradeResult) {
         let verdict = Verdict::of(&r);
-        if let Some(su) = self
-            .signal_upgrade
-            .as_mut()
-            .filter(|su| su.verdict.is_none())
-        {
-            su.verdict = Some(verdict.clone());
+        self.join.finished(&verdict);
+        for j in joined {
+            let _ = j.send(verdict.clone());
         }
-        let mut typed = Some(r);
-        for w in waiters {
-            match (w, typed.take()) {
-                (w @ Waiter::Api(_), Some(r)) => w.reply(r),
-                (w, rest) => {
-                    typed = rest;
-                    w.reply_verdict(&verdict);
-                }
-            }
-        }
+        asked_by.reply(r);
     }
 
     /// A control-socket request: joins the upgrade the reload signal started moments ago
-    /// (systemd 253–261 signals and runs `ExecReload=` for the same reload), else upgrades.
-    fn join(&mut self, waiter: Waiter) {
-        let recent = self
-            .signal_upgrade
-            .take()
-            .filter(|su| su.triggered.elapsed() <= JOIN_WINDOW);
-        match recent {
-            Some(SignalUpgrade {
-                verdict: Some(v), ..
-            }) => {
+    /// (see [`crate::join`]), else upgrades.
+    fn join(&mut self, reply: mpsc::Sender<Verdict>) {
+        match self.join.claim(Instant::now()) {
+            Joined::Finished(v) => {
                 tracing::info!(
                     "control request joined the upgrade the reload signal started (finished)"
                 );
-                waiter.reply_verdict(&v);
+                let _ = reply.send(v);
             }
-            Some(SignalUpgrade { verdict: None, .. }) if self.inflight.is_some() => {
+            Joined::Running if self.inflight.is_some() => {
                 tracing::info!(
                     "control request joined the upgrade the reload signal started (in progress)"
                 );
                 if let Some(f) = &mut self.inflight {
-                    f.waiters.push(waiter);
+                    f.joined.push(reply);
                 }
             }
-            _ => self.trigger(waiter),
+            Joined::Running | Joined::Nothing => self.trigger(Waiter::Control(reply)),
         }
     }
 
@@ -592,17 +532,12 @@ impl Driver {
         self.next_watchdog = None;
         self.control = None;
         let all_closed = self.life().stop_accepting(Duration::from_secs(1));
-        let closed = self
-            .shared
-            .registry
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .close_registered();
+        let closed = self.shared.registry().close_registered();
         let closed_after = ready_at.elapsed();
         if !all_closed {
             tracing::warn!("a listener was still held by the service 1 s after the handover");
         }
-        if let Err(e) = s.channel.send(crate::channel::COMPLETE) {
+        if let Err(e) = s.send_complete() {
             tracing::debug!(error = %e, "successor did not take the completion message");
         }
         let report = Upgraded {
@@ -624,7 +559,7 @@ impl Driver {
         self.life()
             .set_phase(Phase::Draining(DrainReason::Upgraded));
         tracing::info!(phase = "drain", "draining");
-        self.answer(f.waiters, Ok(report));
+        self.answer(f.asked_by, f.joined, Ok(report));
     }
 
     /// Keeps at most `max_draining` old generations: cut the oldest beyond it.
@@ -653,7 +588,12 @@ impl Driver {
             return;
         }
         if let Some(f) = self.inflight.take() {
-            self.fail(Some(f.successor), f.waiters, UpgradeError::ShuttingDown);
+            self.fail(
+                Some(f.successor),
+                f.asked_by,
+                f.joined,
+                UpgradeError::ShuttingDown,
+            );
         }
         if let Some(w) = self.deferred.take() {
             w.reply(Err(UpgradeError::ShuttingDown));
@@ -664,20 +604,21 @@ impl Driver {
         self.main = false;
         self.control = None;
         self.life().stop_accepting(Duration::from_secs(1));
-        self.shared
-            .registry
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .close_registered();
+        self.shared.registry().close_registered();
         self.life().set_phase(Phase::Draining(DrainReason::Stopped));
         tracing::info!(phase = "drain", "stop requested; draining");
     }
 
     fn shutdown(mut self) {
         if let Some(f) = self.inflight.take() {
-            self.fail(Some(f.successor), f.waiters, UpgradeError::ShutDown);
+            self.fail(
+                Some(f.successor),
+                f.asked_by,
+                f.joined,
+                UpgradeError::ShutDown,
+            );
         }
-        if let Some(p) = &self.parent {
+        if let Some(p) = &self.predecessor {
             p.send_failed("the new process shut down before the handover completed");
         }
     }

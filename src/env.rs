@@ -45,7 +45,17 @@ pub(crate) struct StartEnv {
     pub watchdog_pid: Option<OsString>,
     /// `NOTIFY_SOCKET`.
     pub notify_socket: Option<OsString>,
+    /// `EXUVIA_READY_TIMEOUT`, `EXUVIA_DRAIN_SOFT`, `EXUVIA_DRAIN_HARD`: the deadlines the
+    /// unit carries (one source for them and for its `Timeout*Sec=`).
+    pub deadlines: Vec<(&'static str, OsString)>,
 }
+
+/// The deadline variables a unit may set, in the order they are applied.
+pub(crate) const DEADLINE_VARS: [&str; 3] = [
+    "EXUVIA_READY_TIMEOUT",
+    "EXUVIA_DRAIN_SOFT",
+    "EXUVIA_DRAIN_HARD",
+];
 
 impl StartEnv {
     /// Reads the real process environment.
@@ -70,6 +80,10 @@ impl StartEnv {
             watchdog_usec: get("WATCHDOG_USEC"),
             watchdog_pid: get("WATCHDOG_PID"),
             notify_socket: get("NOTIFY_SOCKET"),
+            deadlines: DEADLINE_VARS
+                .iter()
+                .filter_map(|k| Some((*k, get(k)?)))
+                .collect(),
         }
     }
 }

@@ -4,7 +4,7 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::manifest::FdKind;
+use crate::manifest::{FdKind, ManifestError};
 
 /// Errors from setting up exuvia and registering sockets.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +53,18 @@ pub enum Error {
     /// Socket activation variables are malformed.
     #[error("socket activation: {0}")]
     Activation(#[from] ActivationError),
+    /// An `EXUVIA_*` variable from the unit is malformed.
+    #[error(
+        "{var}={value:?}: {why}; the unit sets it (Environment=), write a span like 30s, 500ms or 1min 30s"
+    )]
+    Environment {
+        /// The variable.
+        var: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong.
+        why: String,
+    },
     /// `ready()` was called twice.
     #[error("ready() was already called")]
     AlreadyReady,
@@ -76,47 +88,6 @@ impl Error {
     }
 }
 
-/// Errors in the manifest text (see [`crate::manifest`]).
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ManifestError {
-    /// Nothing was received.
-    #[error("empty manifest")]
-    Empty,
-    /// The first line is not ours.
-    #[error("not an exuvia handover manifest (first line {0:?})")]
-    NotAManifest(String),
-    /// Written by an incompatible release.
-    #[error(
-        "manifest version {theirs} is not supported (this build speaks version {ours}); upgrade in two steps through a release that speaks both"
-    )]
-    Version {
-        /// Version in the manifest.
-        theirs: u32,
-        /// Version this build speaks.
-        ours: u32,
-    },
-    /// A line that does not parse.
-    #[error("manifest line {line} ({text:?}): {why}")]
-    Line {
-        /// 1-based line number.
-        line: usize,
-        /// The line (truncated).
-        text: String,
-        /// What is wrong with it.
-        why: String,
-    },
-    /// No `end` line.
-    #[error("manifest truncated: no `end` line")]
-    Truncated,
-    /// Text after `end`.
-    #[error("unexpected data after the manifest's `end` line")]
-    TrailingData,
-    /// No `generation` line.
-    #[error("manifest has no generation line")]
-    MissingGeneration,
-}
-
 /// Errors a successor meets while taking over from its predecessor.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -135,15 +106,33 @@ pub enum HandoverError {
     /// The predecessor went away before sending everything.
     #[error("the previous generation closed the handover channel before sending its manifest")]
     Closed,
-    /// A manifest entry names an fd that is not open or not what it claims.
-    #[error("inherited fd {fd} ({name:?}): {why}")]
+    /// A handed-over fd is not open or not what the manifest says it is.
+    #[error("handed-over fd {name:?}: {why}")]
     BadFd {
-        /// Fd number.
-        fd: i32,
         /// Name.
         name: String,
         /// What is wrong.
         why: String,
+    },
+    /// The manifest announced a different number of fds than came with it.
+    #[error(
+        "the manifest announces {announced} fds but {received} arrived; nothing was taken (is RLIMIT_NOFILE too low?)"
+    )]
+    FdCount {
+        /// Fds the manifest names.
+        announced: usize,
+        /// Fds that came with it.
+        received: usize,
+    },
+    /// A format-1 predecessor's fds are not where format 1 puts them.
+    #[error(
+        "the format-1 manifest names {announced} fds, but the channel is at fd {channel_fd} instead of right after them; nothing was taken"
+    )]
+    Layout {
+        /// Fds the manifest names.
+        announced: usize,
+        /// Where the channel really is.
+        channel_fd: i32,
     },
 }
 
@@ -154,6 +143,16 @@ pub enum ActivationError {
     /// `LISTEN_PID` is not a number.
     #[error("LISTEN_PID={0:?} is not a process id")]
     BadPid(String),
+    /// `LISTEN_PID` names another process.
+    #[error(
+        "LISTEN_PID={listen_pid} names another process (this one is {ours}): the fds were meant for it; do not fork between systemd and the service"
+    )]
+    ForeignPid {
+        /// The pid systemd meant.
+        listen_pid: u32,
+        /// This process.
+        ours: u32,
+    },
     /// `LISTEN_FDS` is not a number.
     #[error("LISTEN_FDS={0:?} is not a number of file descriptors")]
     BadCount(String),
@@ -211,9 +210,15 @@ pub enum UpgradeError {
         #[source]
         source: io::Error,
     },
-    /// Spawning failed.
-    #[error("could not start the successor: {0}")]
-    Spawn(#[source] io::Error),
+    /// Starting the successor failed at `step` (**spawn**).
+    #[error("could not start the successor ({step}): {source}")]
+    Spawn {
+        /// What exuvia was doing, e.g. "queueing the manifest and the listeners".
+        step: &'static str,
+        /// Cause.
+        #[source]
+        source: io::Error,
+    },
     /// The successor died before it was ready.
     #[error("successor (pid {pid}) exited before it was ready")]
     Exited {
@@ -244,17 +249,32 @@ pub enum UpgradeError {
         /// What it sent (truncated).
         message: String,
     },
-    /// An OS call failed while handing over.
-    #[error("upgrade I/O error: {0}")]
-    Io(#[from] io::Error),
     /// The control thread is gone.
     #[error("exuvia has shut down")]
     ShutDown,
 }
 
 impl UpgradeError {
-    /// A short reason for `STATUS=` lines and the control socket.
+    /// The reason on one printable line of at most 200 characters, for `STATUS=`.
     pub fn short(&self) -> String {
-        self.to_string()
+        let s = printable(&self.to_string());
+        match s.char_indices().nth(200) {
+            Some((i, _)) => format!("{}…", &s[..i]),
+            None => s,
+        }
     }
+}
+
+/// `s` with every control character (CR, LF, ESC…) written as `\u{…}`: words from another
+/// process reach a terminal, a journal and `STATUS=`, and must not move a cursor or forge a line.
+pub(crate) fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

@@ -11,7 +11,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use socket2::{Domain, SockRef, Type};
 
 use crate::error::Error;
-use crate::manifest::{FdKind, validate_name};
+use crate::manifest::{FdKind, valid_name};
 
 /// Where an inherited fd came from; only used to word log lines and errors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,7 +78,9 @@ impl Registry {
         kind: FdKind,
         create: impl FnOnce() -> Result<OwnedFd, Error>,
     ) -> Result<(OwnedFd, Option<Origin>), Error> {
-        validate_name(name)?;
+        if !valid_name(name) {
+            return Err(Error::InvalidName(name.to_owned()));
+        }
         if self.registered.iter().any(|(n, _, _)| n == name) {
             return Err(Error::DuplicateName(name.to_owned()));
         }
@@ -87,8 +89,14 @@ impl Registry {
         }
         let (fd, origin) = match self.inherited.remove(name) {
             Some(inh) => {
-                if let Some(declared) = inh.kind.filter(|k| *k != kind) {
-                    let found = format!("a {declared} socket");
+                let mismatch = match inh.kind {
+                    Some(declared) if declared != kind => Some(format!("a {declared} socket")),
+                    // Checked against its declared kind when it was handed over.
+                    Some(_) => None,
+                    // systemd says nothing of the kind: check it now, for what is asked.
+                    None => check_kind(inh.fd.as_fd(), kind).err(),
+                };
+                if let Some(found) = mismatch {
                     // Put it back: a later claim with the right kind may still want it.
                     self.inherited.insert(name.to_owned(), inh);
                     return Err(Error::KindMismatch {
@@ -97,16 +105,6 @@ impl Registry {
                         found,
                     });
                 }
-                if let Err(found) = check_kind(inh.fd.as_fd(), kind) {
-                    self.inherited.insert(name.to_owned(), inh);
-                    return Err(Error::KindMismatch {
-                        name: name.to_owned(),
-                        wanted: kind,
-                        found,
-                    });
-                }
-                crate::sys::set_cloexec(inh.fd.as_fd(), true)
-                    .map_err(Error::io("setting FD_CLOEXEC"))?;
                 (inh.fd, Some(inh.origin))
             }
             None => (create()?, None),

@@ -49,7 +49,6 @@
 #[cfg(feature = "axum")]
 pub mod axum;
 mod channel;
-mod child;
 mod config;
 pub mod control;
 mod drain;
@@ -59,15 +58,21 @@ mod error;
 mod fds;
 #[cfg(feature = "hyper")]
 pub mod http;
+mod join;
 mod lifecycle;
 mod listener;
 pub mod manifest;
 mod notify;
-mod parent;
+mod predecessor;
+pub mod reload_client;
+mod request;
 mod sockets;
+mod successor;
+mod sync;
 mod sys;
 #[cfg(feature = "systemd")]
 pub mod systemd;
+mod timespan;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 #[cfg(feature = "tonic")]
@@ -75,8 +80,10 @@ pub mod tonic;
 mod upgrader;
 
 pub use drain::{ConnGuard, DrainReport, Tracker};
-pub use driver::Upgraded;
-pub use error::{ActivationError, Error, HandoverError, ManifestError, UpgradeError};
+pub use error::{ActivationError, Error, HandoverError, UpgradeError};
 pub use lifecycle::{DrainReason, Phase};
 pub use listener::Listener;
+pub use manifest::{FdKind, ManifestError};
+pub use reload_client::reload_client;
+pub use request::Upgraded;
 pub use upgrader::{Builder, Exuvia};

@@ -5,8 +5,9 @@
 //! for good once accepting must stop (sync listeners poll it next to their socket), and an
 //! eventfd counter bumped on every change (the tokio layer waits on it with `AsyncFd`).
 
+use crate::sync::{Counted, Counter, lock};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 /// Where this generation is in its life.
@@ -36,21 +37,17 @@ pub(crate) trait Slot: Send + Sync {
     fn close(&self);
 }
 
+/// How long the end of a drain waits for control requests accepted before the handover.
+pub(crate) const CONTROL_ANSWER_WAIT: Duration = Duration::from_secs(5);
+
 pub(crate) struct Lifecycle {
     phase: Mutex<Phase>,
     changed: Condvar,
     stop_accepting: OwnedFd,
     events: OwnedFd,
-    open: Mutex<usize>,
-    open_changed: Condvar,
+    open: Arc<Counter>,
     slots: Mutex<Vec<Weak<dyn Slot>>>,
-    control: Mutex<usize>,
-    control_changed: Condvar,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding these locks cannot leave the data inconsistent (plain values).
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    control: Arc<Counter>,
 }
 
 impl Lifecycle {
@@ -60,11 +57,9 @@ impl Lifecycle {
             changed: Condvar::new(),
             stop_accepting: crate::sys::eventfd()?,
             events: crate::sys::eventfd()?,
-            open: Mutex::new(0),
-            open_changed: Condvar::new(),
+            open: Arc::default(),
             slots: Mutex::new(Vec::new()),
-            control: Mutex::new(0),
-            control_changed: Condvar::new(),
+            control: Arc::default(),
         }))
     }
 
@@ -118,79 +113,41 @@ impl Lifecycle {
             s.close();
         }
         drop(slots);
-        let deadline = Instant::now() + wait;
-        let mut open = lock(&self.open);
-        while *open > 0 {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            open = self
-                .open_changed
-                .wait_timeout(open, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        true
+        self.open.wait_zero(Instant::now() + wait)
     }
-}
 
-impl Lifecycle {
     /// Waits (bounded) until every accepted control connection has had its answer.
     pub(crate) fn wait_control_answered(&self, wait: Duration) {
-        let deadline = Instant::now() + wait;
-        let mut open = lock(&self.control);
-        while *open > 0 {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                tracing::warn!(open = *open, "control requests still unanswered at exit");
-                return;
-            }
-            open = self
-                .control_changed
-                .wait_timeout(open, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+        if !self.control.wait_zero(Instant::now() + wait) {
+            tracing::warn!(
+                open = self.control.count(),
+                "control requests still unanswered at exit"
+            );
         }
     }
 }
 
 /// Counts one accepted control connection until its answer has been written.
-pub(crate) struct ControlGuard(Arc<Lifecycle>);
+#[derive(Debug)]
+pub(crate) struct ControlGuard(Counted);
 
 impl ControlGuard {
-    pub(crate) fn new(life: &Arc<Lifecycle>) -> ControlGuard {
-        *lock(&life.control) += 1;
-        ControlGuard(life.clone())
+    pub(crate) fn new(life: &Lifecycle) -> ControlGuard {
+        ControlGuard(life.control.enter())
     }
-}
 
-impl Drop for ControlGuard {
-    fn drop(&mut self) {
-        *lock(&self.0.control) -= 1;
-        self.0.control_changed.notify_all();
+    /// Control connections open now, this one included.
+    pub(crate) fn count(&self) -> usize {
+        self.0.count()
     }
 }
 
 /// Counts one open listener for as long as it lives.
-pub(crate) struct OpenGuard(Arc<Lifecycle>);
+#[derive(Debug)]
+pub(crate) struct OpenGuard(#[allow(dead_code)] Counted);
 
 impl OpenGuard {
-    pub(crate) fn new(life: &Arc<Lifecycle>) -> OpenGuard {
-        *lock(&life.open) += 1;
-        OpenGuard(life.clone())
-    }
-}
-
-impl Drop for OpenGuard {
-    fn drop(&mut self) {
-        *lock(&self.0.open) -= 1;
-        self.0.open_changed.notify_all();
-    }
-}
-
-impl std::fmt::Debug for OpenGuard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("OpenGuard")
+    pub(crate) fn new(life: &Lifecycle) -> OpenGuard {
+        OpenGuard(life.open.enter())
     }
 }

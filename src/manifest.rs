@@ -1,30 +1,42 @@
-//! The handover manifest: what the old process tells its successor.
+//! The handover manifest: what the old process tells its successor, and the one place that
+//! knows how the handed-over fds travel.
 //!
-//! A line-based text format, versioned on its first line, so two adjacent releases of a
-//! service can always tell whether they understand each other and say so in plain words.
-//! The parser is strict: anything unexpected is an error naming the line, never a guess.
+//! A line-based text format, versioned on its first line, so two releases of a service can
+//! always tell whether they understand each other and say so in plain words. The parser is
+//! strict: anything unexpected is an error naming the line, never a guess. What is promised
+//! across exuvia versions is written down in docs/handover.md.
 //!
 //! ```text
-//! exuvia-handover 1
+//! exuvia-handover 2
 //! generation 4
 //! draining 1200 83417
-//! fd 3 tcp echo
-//! fd 4 unix api
+//! fd tcp echo
+//! fd unix api
 //! state 1024
 //! end
 //! ```
+//!
+//! **Format 2** (this release writes it): the fds travel with the manifest's message as
+//! `SCM_RIGHTS`, in the order of the `fd` lines, so the successor owns exactly what it was
+//! sent and can never mistake one of its own fds for an inherited one. Lines starting with
+//! `?` are extensions a reader may skip when it does not know them; any other unknown line is
+//! an error. **Format 1** (read only, for upgrades from releases that wrote it): the fds were
+//! inherited through `exec` at 3, 4, … in line order with the channel right after them; see
+//! [`inherited_fd`].
 
 use std::fmt;
 use std::os::fd::RawFd;
 
-use crate::error::ManifestError;
-
-/// Wire version; bump on any incompatible change.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The format this build writes.
+pub const PROTOCOL_VERSION: u32 = 2;
+/// The oldest format this build reads.
+pub const OLDEST_READABLE: u32 = 1;
 const MAGIC: &str = "exuvia-handover";
-/// No real service hands over more; the bound keeps the manifest well inside one message
-/// (and the socket buffer), and a hostile one from costing memory.
-pub const MAX_ENTRIES: usize = 256;
+/// At most this many fds travel: one `SCM_RIGHTS` message carries at most 253 (the kernel's
+/// `SCM_MAX_FD`), and no real service hands over more.
+pub const MAX_ENTRIES: usize = 253;
+/// What a format-1 manifest could carry.
+const MAX_ENTRIES_V1: usize = 256;
 /// Upper bound for the opaque state blob.
 pub const MAX_STATE_LEN: usize = 64 << 20;
 
@@ -81,15 +93,13 @@ impl fmt::Display for FdKind {
     }
 }
 
-/// One handed-over fd.
+/// One handed-over fd; its position among the entries is its position in the transfer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     /// Name the service registered it under.
     pub name: String,
     /// What it is.
     pub kind: FdKind,
-    /// Its number in the successor.
-    pub fd: RawFd,
 }
 
 /// An older generation that is still draining: pid plus start time, so a recycled pid is
@@ -105,11 +115,13 @@ pub struct Ancestor {
 /// The whole handover description.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Manifest {
+    /// The format it was read in (what the successor answers in).
+    pub version: u32,
     /// Generation of the successor (the first process is generation 1).
     pub generation: u64,
     /// Older generations still draining, oldest first.
     pub draining: Vec<Ancestor>,
-    /// The fds, in fd order.
+    /// The fds, in transfer order.
     pub entries: Vec<Entry>,
     /// Length of the state blob that follows the manifest on the channel.
     pub state_len: Option<usize>,
@@ -117,23 +129,67 @@ pub struct Manifest {
     /// control request for the same `systemctl reload` may reach the successor and must
     /// get this upgrade's verdict rather than start another.
     pub signal_trigger_us: Option<u64>,
+    /// Extension lines (without the `?`) this build did not understand, kept for logs.
+    pub skipped: Vec<String>,
 }
 
-/// Checks a name: what systemd allows in `FDNAME=` minus anything that would need quoting
-/// here or in `LISTEN_FDNAMES` (`:`), so names survive every hop unchanged.
-pub fn validate_name(name: &str) -> Result<(), crate::Error> {
-    let ok = !name.is_empty()
-        && name.len() <= 255
-        && name.bytes().all(|b| b.is_ascii_graphic() && b != b':');
-    if ok {
-        Ok(())
-    } else {
-        Err(crate::Error::InvalidName(name.to_owned()))
-    }
+/// Errors in the manifest text.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ManifestError {
+    /// Nothing was received.
+    #[error("empty manifest")]
+    Empty,
+    /// The first line is not ours.
+    #[error("not an exuvia handover manifest (first line {0:?})")]
+    NotAManifest(String),
+    /// Written by an incompatible release.
+    #[error(
+        "handover format {theirs} is not supported (this build reads {oldest} to {ours}); restart the service instead of reloading, or upgrade in two steps through a release that reads both (docs/handover.md)"
+    )]
+    Version {
+        /// Version in the manifest.
+        theirs: u32,
+        /// Oldest version this build reads.
+        oldest: u32,
+        /// Version this build writes.
+        ours: u32,
+    },
+    /// A line that does not parse.
+    #[error("manifest line {line} ({text:?}): {why}")]
+    Line {
+        /// 1-based line number.
+        line: usize,
+        /// The line (truncated).
+        text: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// No `end` line.
+    #[error("manifest truncated: no `end` line")]
+    Truncated,
+    /// Text after `end`.
+    #[error("unexpected data after the manifest's `end` line")]
+    TrailingData,
+    /// No `generation` line.
+    #[error("manifest has no generation line")]
+    MissingGeneration,
+}
+
+/// Whether a name can travel: what systemd allows in `FDNAME=` minus anything that would
+/// need quoting here or in `LISTEN_FDNAMES` (`:`), so names survive every hop unchanged.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 255 && name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+}
+
+/// Format 1's layout rule, the only place it lives: the `i`-th entry was inherited at fd
+/// `3 + i`, and the channel sat right after the last one.
+pub fn inherited_fd(i: usize) -> RawFd {
+    3 + i as RawFd
 }
 
 impl Manifest {
-    /// Serialises the manifest.
+    /// Serialises the manifest in the current format.
     pub fn encode(&self) -> String {
         let mut s = format!(
             "{MAGIC} {PROTOCOL_VERSION}\ngeneration {}\n",
@@ -143,7 +199,7 @@ impl Manifest {
             s.push_str(&format!("draining {} {}\n", a.pid, a.start_time));
         }
         for e in &self.entries {
-            s.push_str(&format!("fd {} {} {}\n", e.fd, e.kind, e.name));
+            s.push_str(&format!("fd {} {}\n", e.kind, e.name));
         }
         if let Some(len) = self.state_len {
             s.push_str(&format!("state {len}\n"));
@@ -155,7 +211,8 @@ impl Manifest {
         s
     }
 
-    /// Parses a manifest; every deviation is an error that names the offending line.
+    /// Parses a manifest of any readable format; every deviation is an error that names
+    /// the offending line.
     pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
         if text.is_empty() {
             return Err(ManifestError::Empty);
@@ -163,101 +220,35 @@ impl Manifest {
         let body = text.strip_suffix('\n').unwrap_or(text);
         let mut lines = body.split('\n').enumerate().map(|(i, l)| (i + 1, l));
         let (_, first) = lines.next().ok_or(ManifestError::Empty)?;
-        let version = first
+        let version: u32 = first
             .strip_prefix(MAGIC)
             .and_then(|v| v.strip_prefix(' '))
+            .and_then(|v| v.parse().ok())
             .ok_or_else(|| ManifestError::NotAManifest(truncate(first)))?;
-        let version: u32 = version
-            .parse()
-            .map_err(|_| ManifestError::NotAManifest(truncate(first)))?;
-        if version != PROTOCOL_VERSION {
+        if !(OLDEST_READABLE..=PROTOCOL_VERSION).contains(&version) {
             return Err(ManifestError::Version {
                 theirs: version,
+                oldest: OLDEST_READABLE,
                 ours: PROTOCOL_VERSION,
             });
         }
-        let mut m = Manifest::default();
+        let mut m = Manifest {
+            version,
+            ..Manifest::default()
+        };
         let mut generation = None;
         let mut ended = false;
         for (no, line) in lines.by_ref() {
-            let bad = |why: &str| ManifestError::Line {
-                line: no,
-                text: truncate(line),
-                why: why.to_owned(),
-            };
             if line == "end" {
                 ended = true;
                 break;
             }
-            let mut words = line.split(' ');
-            match words.next() {
-                Some("generation") if generation.is_none() => {
-                    let g = words
-                        .next()
-                        .and_then(|w| w.parse::<u64>().ok())
-                        .filter(|g| *g >= 2);
-                    generation = Some(g.ok_or_else(|| bad("generation must be a number >= 2"))?);
-                }
-                Some("draining") => {
-                    let pid = words
-                        .next()
-                        .and_then(|w| w.parse::<i32>().ok())
-                        .filter(|p| *p > 1);
-                    let st = words.next().and_then(|w| w.parse::<u64>().ok());
-                    match (pid, st) {
-                        (Some(pid), Some(start_time)) => {
-                            m.draining.push(Ancestor { pid, start_time })
-                        }
-                        _ => return Err(bad("expected `draining PID START_TIME`")),
-                    }
-                }
-                Some("fd") => {
-                    let fd = words
-                        .next()
-                        .and_then(|w| w.parse::<RawFd>().ok())
-                        .filter(|fd| *fd >= 3);
-                    let kind = words.next().and_then(FdKind::parse);
-                    let name = words.next();
-                    match (fd, kind, name) {
-                        (Some(fd), Some(kind), Some(name)) => {
-                            validate_name(name).map_err(|_| bad("invalid fd name"))?;
-                            if m.entries.iter().any(|e| e.fd == fd || e.name == name) {
-                                return Err(bad("duplicate fd number or name"));
-                            }
-                            if m.entries.len() >= MAX_ENTRIES {
-                                return Err(bad("too many fds"));
-                            }
-                            m.entries.push(Entry {
-                                name: name.to_owned(),
-                                kind,
-                                fd,
-                            });
-                        }
-                        _ => {
-                            return Err(bad(
-                                "expected `fd NUMBER KIND NAME` with KIND one of tcp, unix, udp, unix-dgram, seqpacket, fd",
-                            ));
-                        }
-                    }
-                }
-                Some("state") if m.state_len.is_none() => {
-                    let len = words
-                        .next()
-                        .and_then(|w| w.parse::<usize>().ok())
-                        .filter(|l| *l <= MAX_STATE_LEN);
-                    m.state_len =
-                        Some(len.ok_or_else(|| bad("state length missing or too large"))?);
-                }
-                Some("signal-trigger") if m.signal_trigger_us.is_none() => {
-                    let t = words.next().and_then(|w| w.parse::<u64>().ok());
-                    m.signal_trigger_us =
-                        Some(t.ok_or_else(|| bad("expected `signal-trigger MICROSECONDS`"))?);
-                }
-                _ => return Err(bad("unknown or repeated keyword")),
-            }
-            if words.next().is_some() {
-                return Err(bad("trailing words"));
-            }
+            m.parse_line(line, &mut generation)
+                .map_err(|why| ManifestError::Line {
+                    line: no,
+                    text: truncate(line),
+                    why,
+                })?;
         }
         if !ended {
             return Err(ManifestError::Truncated);
@@ -267,6 +258,94 @@ impl Manifest {
         }
         m.generation = generation.ok_or(ManifestError::MissingGeneration)?;
         Ok(m)
+    }
+
+    fn parse_line(&mut self, line: &str, generation: &mut Option<u64>) -> Result<(), String> {
+        if let Some(ext) = line.strip_prefix('?').filter(|_| self.version >= 2) {
+            if ext.is_empty() || ext.chars().any(char::is_control) {
+                return Err("empty or unprintable extension line".into());
+            }
+            self.skipped.push(truncate(ext));
+            return Ok(());
+        }
+        let mut words = line.split(' ');
+        match words.next() {
+            Some("generation") if generation.is_none() => {
+                let g = words
+                    .next()
+                    .and_then(|w| w.parse::<u64>().ok())
+                    .filter(|g| *g >= 2);
+                *generation = Some(g.ok_or("generation must be a number >= 2")?);
+            }
+            Some("draining") => {
+                let pid = words
+                    .next()
+                    .and_then(|w| w.parse::<i32>().ok())
+                    .filter(|p| *p > 1);
+                let st = words.next().and_then(|w| w.parse::<u64>().ok());
+                match (pid, st) {
+                    (Some(pid), Some(start_time)) if self.draining.len() < MAX_ENTRIES => {
+                        self.draining.push(Ancestor { pid, start_time })
+                    }
+                    (Some(_), Some(_)) => return Err("too many draining generations".into()),
+                    _ => return Err("expected `draining PID START_TIME`".into()),
+                }
+            }
+            Some("fd") => {
+                if self.version == 1 {
+                    // Format 1 wrote the number the fd had in the successor; it can only
+                    // ever have been the layout's (see `inherited_fd`), so that is checked.
+                    let want = inherited_fd(self.entries.len());
+                    if words.next().and_then(|w| w.parse::<RawFd>().ok()) != Some(want) {
+                        return Err(format!(
+                            "expected `fd {want} KIND NAME` (format 1 numbers fds 3, 4, … in order)"
+                        ));
+                    }
+                }
+                let kind = words.next().and_then(FdKind::parse);
+                let name = words.next();
+                let (Some(kind), Some(name)) = (kind, name) else {
+                    return Err(
+                        "expected `fd KIND NAME` with KIND one of tcp, unix, udp, unix-dgram, seqpacket, fd"
+                            .into(),
+                    );
+                };
+                if !valid_name(name) {
+                    return Err("invalid fd name".into());
+                }
+                if self.entries.iter().any(|e| e.name == name) {
+                    return Err("duplicate fd name".into());
+                }
+                let max = if self.version == 1 {
+                    MAX_ENTRIES_V1
+                } else {
+                    MAX_ENTRIES
+                };
+                if self.entries.len() >= max {
+                    return Err("too many fds".into());
+                }
+                self.entries.push(Entry {
+                    name: name.to_owned(),
+                    kind,
+                });
+            }
+            Some("state") if self.state_len.is_none() => {
+                let len = words
+                    .next()
+                    .and_then(|w| w.parse::<usize>().ok())
+                    .filter(|l| *l <= MAX_STATE_LEN);
+                self.state_len = Some(len.ok_or("state length missing or too large")?);
+            }
+            Some("signal-trigger") if self.signal_trigger_us.is_none() => {
+                let t = words.next().and_then(|w| w.parse::<u64>().ok());
+                self.signal_trigger_us = Some(t.ok_or("expected `signal-trigger MICROSECONDS`")?);
+            }
+            _ => return Err("unknown or repeated keyword".into()),
+        }
+        if words.next().is_some() {
+            return Err("trailing words".into());
+        }
+        Ok(())
     }
 }
 
@@ -279,94 +358,4 @@ fn truncate(s: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sample() -> Manifest {
-        Manifest {
-            generation: 4,
-            draining: vec![Ancestor {
-                pid: 1200,
-                start_time: 83417,
-            }],
-            entries: vec![
-                Entry {
-                    name: "echo".into(),
-                    kind: FdKind::Tcp,
-                    fd: 3,
-                },
-                Entry {
-                    name: "api.sock".into(),
-                    kind: FdKind::Unix,
-                    fd: 4,
-                },
-            ],
-            state_len: Some(17),
-            signal_trigger_us: Some(123_456_789),
-        }
-    }
-
-    #[test]
-    fn round_trip() {
-        let m = sample();
-        assert_eq!(Manifest::parse(&m.encode()).unwrap(), m);
-    }
-
-    #[test]
-    fn rejects_garbage_with_clear_errors() {
-        let cases: &[(&str, &str)] = &[
-            ("", "empty"),
-            ("hello world\n", "not an exuvia handover manifest"),
-            ("exuvia-handover 99\nend\n", "version 99"),
-            ("exuvia-handover 1\ngeneration 2\n", "truncated"),
-            ("exuvia-handover 1\nend\n", "generation"),
-            ("exuvia-handover 1\ngeneration 1\nend\n", "line 2"),
-            (
-                "exuvia-handover 1\ngeneration 2\nfd 3 tcp a\nfd 3 udp b\nend\n",
-                "duplicate",
-            ),
-            (
-                "exuvia-handover 1\ngeneration 2\nfd 2 tcp a\nend\n",
-                "line 3",
-            ),
-            (
-                "exuvia-handover 1\ngeneration 2\nfd 3 sctp a\nend\n",
-                "KIND",
-            ),
-            (
-                "exuvia-handover 1\ngeneration 2\nfd 3 tcp a:b\nend\n",
-                "invalid fd name",
-            ),
-            (
-                "exuvia-handover 1\ngeneration 2\nfd 3 tcp a extra\nend\n",
-                "trailing",
-            ),
-            (
-                "exuvia-handover 1\ngeneration 2\nstate 999999999999\nend\n",
-                "too large",
-            ),
-            ("exuvia-handover 1\ngeneration 2\nend\nmore\n", "after"),
-            (
-                "exuvia-handover 1\ngeneration 2\ngeneration 3\nend\n",
-                "repeated",
-            ),
-            ("exuvia-handover 1\ngeneration 2\nbogus\nend\n", "unknown"),
-        ];
-        for (input, want) in cases {
-            let err = Manifest::parse(input).expect_err(input).to_string();
-            assert!(
-                err.contains(want),
-                "{input:?}: error {err:?} should mention {want:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn names() {
-        assert!(validate_name("echo").is_ok());
-        assert!(validate_name("a.b-c_d").is_ok());
-        for bad in ["", "a b", "a:b", "é", &"x".repeat(256)] {
-            assert!(validate_name(bad).is_err(), "{bad:?}");
-        }
-    }
-}
+mod tests;

@@ -6,7 +6,7 @@
 //! because it runs in a forked child of a multi-threaded process.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 /// `CLOCK_MONOTONIC` in µs: what `MONOTONIC_USEC=` needs (never wall-clock time).
@@ -266,33 +266,15 @@ unsafe fn send_pid_report(channel: RawFd, pid: libc::pid_t, pidfd: RawFd) {
 
 /// Receives the intermediate's report: the successor's pid and, normally, its pidfd.
 pub(crate) fn recv_pid_report(channel: BorrowedFd<'_>) -> io::Result<(i32, Option<OwnedFd>)> {
-    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
     let mut buf = [0u8; 4];
-    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
-    let mut iov = [io::IoSliceMut::new(&mut buf)];
-    let msg = recvmsg::<()>(
-        channel.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC,
-    )?;
-    let mut pidfd = None;
-    for c in msg.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            for fd in fds {
-                // SAFETY: the kernel installed this fd for us with SCM_RIGHTS; we own it now.
-                let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-                pidfd.get_or_insert(owned);
-            }
-        }
-    }
-    if msg.bytes != 4 || msg.flags.contains(MsgFlags::MSG_TRUNC) {
+    let got = recv_with_fds(channel, &mut buf, 1)?;
+    if got.len != 4 || got.data_truncated || got.fds_truncated {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "malformed spawn report from the intermediate process",
         ));
     }
-    Ok((i32::from_ne_bytes(buf), pidfd))
+    Ok((i32::from_ne_bytes(buf), got.fds.into_iter().next()))
 }
 
 /// Self-pipe for signals: the handler writes the signal number, the control loop reads it.
@@ -359,26 +341,103 @@ pub(crate) mod signals {
     }
 }
 
-/// Whether an fd is still open in this process.
-pub(crate) fn fd_is_open(fd: RawFd) -> bool {
+/// What [`recv_with_fds`] got.
+pub(crate) struct Received {
+    pub len: usize,
+    pub fds: Vec<OwnedFd>,
+    /// More fds were attached than asked for, or the kernel could not install them all.
+    pub fds_truncated: bool,
+    /// The message did not fit the buffer.
+    pub data_truncated: bool,
+}
+
+/// `recvmsg(2)` without blocking, taking up to `max_fds` `SCM_RIGHTS` fds (CLOEXEC).
+pub(crate) fn recv_with_fds(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    max_fds: usize,
+) -> io::Result<Received> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    // Room for every fd one message can carry, even when fewer are wanted: the kernel
+    // installs what fits and flags the rest as truncated (we then close what came).
+    let mut cmsg = nix::cmsg_space!([RawFd; 253]);
+    let mut iov = [io::IoSliceMut::new(buf)];
+    let msg = loop {
+        match recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            r => break r?,
+        }
+    };
+    let mut fds = Vec::new();
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(raw) = c {
+            for fd in raw {
+                // SAFETY: the kernel installed this fd for us with SCM_RIGHTS; we own it now.
+                fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+    }
+    Ok(Received {
+        len: msg.bytes,
+        fds_truncated: msg.flags.contains(MsgFlags::MSG_CTRUNC) || fds.len() > max_fds,
+        data_truncated: msg.flags.contains(MsgFlags::MSG_TRUNC),
+        fds,
+    })
+}
+
+/// Whether an fd is open in this process and, if so, whether it is close-on-exec.
+fn fd_flags(fd: RawFd) -> Option<bool> {
     // SAFETY: F_GETFD on an arbitrary number only reads flags; EBADF means closed.
-    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    (flags >= 0).then_some(flags & libc::FD_CLOEXEC != 0)
 }
 
-/// Borrows a raw fd number that the caller has checked is open for the borrow's lifetime.
+/// Takes the fds a parent placed at `first..first + n` before `exec` (systemd's socket
+/// activation, or a format-1 predecessor). Everything is checked through borrows first and
+/// nothing is owned unless every check passes, so a wrong count never closes an fd that
+/// belongs to somebody else in this process (a runtime's epoll fd, say):
+/// - the fd is open;
+/// - its `FD_CLOEXEC` is clear: an fd survives `exec` only without it, while std, tokio and
+///   this crate open every fd of their own with it — a set flag means "opened here";
+/// - `check(i, fd)` (the caller's kind check) accepts it.
+///
+/// On success each fd is owned and marked CLOEXEC again; on error nothing was touched.
 ///
 /// # Safety
-/// `fd` must stay open while the returned borrow is used.
-pub(crate) unsafe fn borrow_raw<'a>(fd: RawFd) -> BorrowedFd<'a> {
-    // SAFETY: forwarded to the caller.
-    unsafe { BorrowedFd::borrow_raw(fd) }
-}
-
-/// Takes ownership of an inherited raw fd number.
-///
-/// # Safety
-/// `fd` must be open and owned by nothing else in this process.
-pub(crate) unsafe fn own_raw(fd: RawFd) -> OwnedFd {
-    // SAFETY: forwarded to the caller.
-    unsafe { OwnedFd::from_raw_fd(fd) }
+/// The caller's parent must have placed these numbers for this process (the protocol that
+/// announced them says so), and nothing in this process may have taken ownership of them yet.
+pub(crate) unsafe fn adopt_inherited(
+    first: RawFd,
+    n: usize,
+    check: impl Fn(usize, BorrowedFd<'_>) -> Result<(), String>,
+) -> Result<Vec<OwnedFd>, (RawFd, String)> {
+    let numbers = || (0..n).map(|i| (i, first.saturating_add(i as RawFd)));
+    for (i, fd) in numbers() {
+        match fd_flags(fd) {
+            None => return Err((fd, "is not open".into())),
+            Some(true) => {
+                return Err((
+                    fd,
+                    "was not inherited (it is close-on-exec: this process opened it itself)".into(),
+                ));
+            }
+            Some(false) => {}
+        }
+        // SAFETY: open (checked just above) and only borrowed for the duration of the check.
+        check(i, unsafe { BorrowedFd::borrow_raw(fd) }).map_err(|why| (fd, why))?;
+    }
+    let mut out = Vec::with_capacity(n);
+    for (_, fd) in numbers() {
+        // SAFETY: the caller guarantees these numbers were handed to this process and are not
+        // owned yet; every one was checked open and inherited above.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        set_cloexec(owned.as_fd(), true).map_err(|e| (fd, e.to_string()))?;
+        out.push(owned);
+    }
+    Ok(out)
 }

@@ -203,7 +203,7 @@ impl Exuvia {
         let reason = self.shutdown().await;
         let report = self.connections.drain(reason, soft, hard).await;
         let life = self.core.lifecycle().clone();
-        let wait = crate::upgrader::CONTROL_ANSWER_WAIT;
+        let wait = crate::lifecycle::CONTROL_ANSWER_WAIT;
         let _ = ::tokio::task::spawn_blocking(move || life.wait_control_answered(wait)).await;
         report
     }

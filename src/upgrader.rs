@@ -12,9 +12,9 @@ use std::time::Duration;
 use socket2::Socket;
 
 use crate::config::Config;
-use crate::control::{CONTROL_NAME, Waiter};
+use crate::control::CONTROL_NAME;
 use crate::drain::{DrainReport, Tracker};
-use crate::driver::{Driver, Request, Shared, Upgraded};
+use crate::driver::{Driver, Inputs, Shared};
 use crate::env::StartEnv;
 use crate::error::{Error, UpgradeError};
 use crate::fds::{Origin, Registry};
@@ -22,11 +22,17 @@ use crate::lifecycle::{Lifecycle, Phase};
 use crate::listener::Listener;
 use crate::manifest::FdKind;
 use crate::notify::{Notifier, Silent};
+use crate::request::{Request, Upgraded, Waiter};
 use crate::sockets;
 
 /// Configures and starts exuvia. Defaults: upgrade on SIGHUP, stop on SIGTERM/SIGINT,
 /// 60 s for a successor to become ready, drain with a soft deadline of 0 s (ask connections
 /// to finish at once) and a hard deadline of 30 s, at most 4 generations draining.
+///
+/// The deadlines can come from the unit instead: `EXUVIA_READY_TIMEOUT`, `EXUVIA_DRAIN_SOFT`
+/// and `EXUVIA_DRAIN_HARD` (systemd time spans, e.g. `Environment=EXUVIA_DRAIN_HARD=10s`)
+/// win over the builder, so the unit's `TimeoutStartSec=`/`TimeoutStopSec=` and the
+/// service's own deadlines have one source (`exuvia unit` writes both).
 #[derive(Clone, Debug, Default)]
 pub struct Builder {
     cfg: Config,
@@ -101,11 +107,12 @@ impl Builder {
     pub fn start(self) -> Result<Exuvia, Error> {
         let mut cfg = self.cfg;
         cfg.start = StartEnv::capture();
+        cfg.apply_env_deadlines()?;
         let life = Lifecycle::new().map_err(Error::io("creating eventfds"))?;
         let mut registry = Registry::default();
-        let (generation, draining, parent, state) = match cfg.start.handover.clone() {
+        let (generation, draining, predecessor, state) = match cfg.start.handover.clone() {
             Some(var) => {
-                let mut p = crate::parent::take_over(&var, &mut registry)?;
+                let mut p = crate::predecessor::take_over(&var, &mut registry)?;
                 let state = p.state.take();
                 (p.generation, p.draining.clone(), Some(p), state)
             }
@@ -139,19 +146,19 @@ impl Builder {
         let (tx, rx) = mpsc::channel();
         let wake = Arc::new(crate::sys::eventfd().map_err(Error::io("creating eventfd"))?);
         let cfg = Arc::new(cfg);
-        let driver = Driver::new(
-            cfg.clone(),
-            shared.clone(),
+        let driver = Driver::new(Inputs {
+            cfg: cfg.clone(),
+            shared: shared.clone(),
             notifier,
             signals,
-            rx,
-            tx.clone(),
-            wake.clone(),
+            requests: rx,
+            request_tx: tx.clone(),
+            wake: wake.clone(),
             generation,
             draining,
-            parent,
+            predecessor,
             control,
-        );
+        });
         std::thread::Builder::new()
             .name("exuvia".into())
             .spawn(move || driver.run())
@@ -193,9 +200,6 @@ fn take_activated(env: &StartEnv, registry: &mut Registry) -> Result<(), Error> 
     Ok(())
 }
 
-/// How long the end of a drain waits for control requests accepted before the handover.
-pub(crate) const CONTROL_ANSWER_WAIT: Duration = Duration::from_secs(5);
-
 /// The running generation's handle.
 pub struct Exuvia {
     cfg: Arc<Config>,
@@ -225,11 +229,7 @@ impl Exuvia {
 
     /// An opaque blob for the next generation (sent with the manifest).
     pub fn set_state(&self, blob: Vec<u8>) {
-        *self
-            .shared
-            .next_state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(blob));
+        *crate::sync::lock(&self.shared.next_state) = Some(Arc::new(blob));
     }
 
     /// The current phase.
@@ -254,11 +254,7 @@ impl Exuvia {
         kind: FdKind,
         create: impl FnOnce() -> Result<OwnedFd, Error>,
     ) -> Result<OwnedFd, Error> {
-        let mut reg = self
-            .shared
-            .registry
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut reg = self.shared.registry();
         let (fd, origin) = reg.claim_or_create(name, kind, create)?;
         match origin {
             Some(o) => tracing::info!(name, %kind, from = ?o, "inherited"),
@@ -422,7 +418,9 @@ impl Exuvia {
         let report = self
             .tracker
             .drain(reason, self.cfg.drain_soft, self.cfg.drain_hard);
-        self.shared.life.wait_control_answered(CONTROL_ANSWER_WAIT);
+        self.shared
+            .life
+            .wait_control_answered(crate::lifecycle::CONTROL_ANSWER_WAIT);
         report
     }
 }

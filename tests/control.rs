@@ -184,3 +184,93 @@ fn a_control_request_joins_the_upgrade_the_reload_signal_started() {
     );
     svc.stop();
 }
+
+/// `ExecReload=@/path/to/service exuvia-reload --wait --control …`: the service binary is its
+/// own reload client, with the exit codes of `exuvia reload --wait`.
+#[test]
+fn the_service_binary_is_its_own_reload_client() {
+    use std::os::unix::process::CommandExt;
+    let dir = Scratch::new("own-client");
+    let ctl = dir.path("control.sock");
+    let fail = dir.path("fail");
+    let svc = Service::start(
+        &example("echo"),
+        &dir,
+        &[
+            "--control",
+            ctl.to_str().unwrap(),
+            "--fail-file",
+            fail.to_str().unwrap(),
+        ],
+    );
+    let client = |args: &[&str]| {
+        std::process::Command::new(example("echo"))
+            .arg0("exuvia-reload")
+            .args(args)
+            .env("RUST_LOG", "off")
+            .output()
+            .expect("run the reload client")
+    };
+    let ctl_s = ctl.to_str().unwrap();
+    let first = svc.pid().unwrap();
+    let out = client(&["--wait", "--control", ctl_s, "--timeout", "20"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("upgraded: generation 2"), "{stdout}");
+    let second = svc
+        .wait_pid_change(Some(first), Duration::from_secs(5))
+        .expect("a new main");
+    assert!(stdout.contains(&format!("(pid {second})")), "{stdout}");
+
+    std::fs::write(&fail, "exit").unwrap();
+    let out = client(&["--wait", "--control", ctl_s, "--timeout", "20"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("exited before it was ready"), "{stderr}");
+    assert_eq!(svc.pid(), Some(second));
+
+    let out = client(&["--control", ctl_s]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--wait"));
+    svc.stop();
+}
+
+/// The unit carries the deadlines (`EXUVIA_DRAIN_HARD=` …) and they win over the service's
+/// own settings, so a unit's TimeoutStopSec= derived from them cannot cut a drain short.
+#[test]
+fn deadlines_come_from_the_environment() {
+    let dir = Scratch::new("env-deadlines");
+    let svc = Service::start_with_env(
+        &example("echo"),
+        &dir,
+        &["--drain-hard", "60"],
+        &[("EXUVIA_DRAIN_HARD", "1s 500ms")],
+    );
+    assert!(svc.wait_log("deadline set by the environment", Duration::from_secs(5)));
+    // An idle long-lived connection keeps the drain going until the hard deadline cuts it.
+    let conn = std::net::TcpStream::connect(svc.addr).unwrap();
+    assert_eq!(ask(&svc.target(), "x"), "x");
+    let pid = svc.pid().unwrap();
+    let t = std::time::Instant::now();
+    signal(pid, libc::SIGTERM);
+    assert!(wait_dead(pid, Duration::from_secs(10)));
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(1400) && took < Duration::from_secs(5),
+        "drained for {took:?}, the environment said 1.5 s (the flag said 60 s)"
+    );
+    drop(conn);
+
+    let out = std::process::Command::new(example("echo"))
+        .args(["--listen", "127.0.0.1:0"])
+        .env("EXUVIA_DRAIN_HARD", "ten seconds")
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("EXUVIA_DRAIN_HARD=\"ten seconds\"") && stderr.contains("Environment="),
+        "{stderr}"
+    );
+}

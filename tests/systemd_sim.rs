@@ -182,7 +182,7 @@ fn bad_activation_input_is_a_clear_error() {
     for (env, expect) in [
         (
             vec![("LISTEN_PID", "1"), ("LISTEN_FDS", "1")],
-            "meant for another process",
+            "names another process",
         ),
         (
             vec![("LISTEN_PID", "x"), ("LISTEN_FDS", "1")],
@@ -199,6 +199,27 @@ fn bad_activation_input_is_a_clear_error() {
         assert!(
             !out.status.success() && stderr.contains(expect) && !stderr.contains("panicked"),
             "{stderr}"
+        );
+    }
+    // LISTEN_FDS counts fds that were never passed: the runtime's own fds sit at those
+    // numbers and must not be taken (and closed) as listeners. `exec` keeps the shell's pid.
+    for count in ["2", "999"] {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "LISTEN_PID=$$ LISTEN_FDS={count} exec {} --listen {}",
+                example("echo").display(),
+                free_addr()
+            ))
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success()
+                && (stderr.contains("was not inherited") || stderr.contains("is not open"))
+                && !stderr.contains("panicked"),
+            "LISTEN_FDS={count}: {stderr}"
         );
     }
 }

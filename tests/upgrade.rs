@@ -235,26 +235,29 @@ fn the_successor_inherits_exactly_stdio_and_the_registered_fds() {
     let numbers: Vec<u32> = fds.iter().map(|(n, _)| *n).collect();
     assert_eq!(
         numbers,
-        [0, 1, 2, 3, 4],
-        "stdio, the listener, the handover channel: {line}"
+        [0, 1, 2, 3],
+        "stdio and the handover channel; the listener travels on the channel: {line}"
     );
-    assert!(
-        fds[3].1.starts_with("socket:") && fds[4].1.starts_with("socket:"),
-        "{line}"
-    );
-    // After the handover completed the channel is closed: every socket left is the listener.
+    assert!(fds[3].1.starts_with("socket:"), "{line}");
+    // After the handover completed the channel is closed: every socket left is the listener
+    // (and exuvia's dup of it), and it is the very socket the first generation bound.
     std::thread::sleep(Duration::from_millis(200));
-    let listener = fds[3].1.clone();
-    let sockets: Vec<String> = std::fs::read_dir(format!("/proc/{new}/fd"))
-        .unwrap()
-        .filter_map(|e| std::fs::read_link(e.unwrap().path()).ok())
-        .map(|p| p.to_string_lossy().into_owned())
-        .filter(|t| t.starts_with("socket:"))
-        .collect();
+    let channel = fds[3].1.clone();
+    let sockets = |pid: i32| -> Vec<String> {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.unwrap().path()).ok())
+            .map(|p| p.to_string_lossy().into_owned())
+            .filter(|t| t.starts_with("socket:"))
+            .collect()
+    };
+    let now = sockets(new);
+    assert_eq!(now.len(), 2, "the listener and exuvia's dup: {now:?}");
     assert!(
-        sockets.iter().all(|s| *s == listener),
-        "only the listener (and exuvia's dup of it) remain: {sockets:?}"
+        now.iter().all(|s| *s == now[0] && *s != channel),
+        "only the listener remains: {now:?}"
     );
+    assert_eq!(ask(&svc.target(), "still here"), "still here");
     svc.stop();
 }
 
@@ -336,10 +339,14 @@ fn malformed_handover_input_is_a_clear_error() {
     }
     for (garbage, expect) in [
         (&b"hello"[..], "not an exuvia handover manifest"),
-        (b"exuvia-handover 7\nend\n", "version 7"),
+        (b"exuvia-handover 7\nend\n", "format 7"),
         (
             b"exuvia-handover 1\ngeneration 2\nfd 3 tcp echo\nend\n",
-            "inherited fd 3",
+            "format-1 manifest names 1 fds",
+        ),
+        (
+            b"exuvia-handover 2\ngeneration 2\nfd tcp echo\nend\n",
+            "announces 1 fds but 0 arrived",
         ),
     ] {
         let (ours, theirs) = socket2::Socket::pair(
@@ -368,4 +375,55 @@ fn malformed_handover_input_is_a_clear_error() {
             "the old process is told why"
         );
     }
+}
+
+/// A predecessor that lies about the layout (format 1, channel at fd 9, "fds 3..8") must not
+/// make the successor adopt — and later close — fds its own runtime opened at those numbers.
+#[test]
+fn a_lying_predecessor_cannot_hand_over_fds_it_never_passed() {
+    use std::os::fd::{AsRawFd, OwnedFd};
+    use std::process::Command;
+
+    let (ours, theirs) = socket2::Socket::pair(
+        socket2::Domain::UNIX,
+        socket2::Type::SEQPACKET.cloexec(),
+        None,
+    )
+    .unwrap();
+    let theirs = OwnedFd::from(theirs);
+    let mut manifest = String::from("exuvia-handover 1\ngeneration 2\n");
+    for fd in 3..9 {
+        manifest.push_str(&format!("fd {fd} fd f{fd}\n"));
+    }
+    manifest.push_str("end\n");
+    ours.send(manifest.as_bytes()).unwrap();
+    let raw = theirs.as_raw_fd();
+    let mut cmd = Command::new(example("echo"));
+    cmd.args(["--listen", &free_addr().to_string()])
+        .env("EXUVIA_HANDOVER", "9")
+        .env("NO_COLOR", "1");
+    // SAFETY: dup2 onto fd 9 in the child before exec; fds 3..8 stay closed at exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            if libc::dup2(raw, 9) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    };
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("was not inherited") && !err.contains("panicked"),
+        "{err}"
+    );
+    let mut buf = [std::mem::MaybeUninit::new(0u8); 512];
+    let n = ours.recv(&mut buf).unwrap();
+    // SAFETY: recv initialised the first n bytes.
+    let reply: Vec<u8> = buf[..n]
+        .iter()
+        .map(|b| unsafe { b.assume_init() })
+        .collect();
+    assert!(String::from_utf8_lossy(&reply).starts_with("failed "));
 }

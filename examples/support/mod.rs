@@ -10,8 +10,10 @@ pub struct Args {
     pub listen: String,
     pub pid_file: Option<PathBuf>,
     pub control: Option<PathBuf>,
-    pub ready_timeout: Duration,
-    pub drain_hard: Duration,
+    /// Unset: the library's default, or the unit's `EXUVIA_READY_TIMEOUT`.
+    pub ready_timeout: Option<Duration>,
+    /// Unset: the library's default, or the unit's `EXUVIA_DRAIN_HARD`.
+    pub drain_hard: Option<Duration>,
     pub max_draining: usize,
     /// Test hook: if this file exists when a successor starts, it fails as the file says.
     pub fail_file: Option<PathBuf>,
@@ -59,8 +61,8 @@ pub fn parse_args(default_listen: &str) -> Result<Args, String> {
         listen: default_listen.to_owned(),
         pid_file: None,
         control: None,
-        ready_timeout: Duration::from_secs(30),
-        drain_hard: Duration::from_secs(30),
+        ready_timeout: None,
+        drain_hard: None,
         max_draining: 4,
         fail_file: None,
         fd_store: false,
@@ -77,8 +79,8 @@ pub fn parse_args(default_listen: &str) -> Result<Args, String> {
             "--listen" => a.listen = value()?,
             "--pid-file" => a.pid_file = Some(value()?.into()),
             "--control" => a.control = Some(value()?.into()),
-            "--ready-timeout" => a.ready_timeout = secs(value()?)?,
-            "--drain-hard" => a.drain_hard = secs(value()?)?,
+            "--ready-timeout" => a.ready_timeout = Some(secs(value()?)?),
+            "--drain-hard" => a.drain_hard = Some(secs(value()?)?),
             "--max-draining" => a.max_draining = value()?.parse().map_err(|_| "--max-draining: not a number".to_string())?,
             "--fail-file" => a.fail_file = Some(value()?.into()),
             "--dump-fds" => dump_fds(&value()?)?,
@@ -95,10 +97,14 @@ pub fn parse_args(default_listen: &str) -> Result<Args, String> {
 impl Args {
     pub fn builder(&self) -> exuvia::Builder {
         let mut b = exuvia::Exuvia::builder()
-            .ready_timeout(self.ready_timeout)
-            .drain(Duration::ZERO, self.drain_hard)
             .max_draining(self.max_draining)
             .fd_store(self.fd_store);
+        if let Some(t) = self.ready_timeout {
+            b = b.ready_timeout(t);
+        }
+        if let Some(hard) = self.drain_hard {
+            b = b.drain(Duration::ZERO, hard);
+        }
         if let Some(p) = &self.pid_file {
             b = b.pid_file(p);
         }

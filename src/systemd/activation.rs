@@ -9,7 +9,7 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use crate::env::StartEnv;
 use crate::error::ActivationError;
-use crate::manifest::validate_name;
+use crate::manifest::valid_name;
 use crate::sys;
 
 /// First fd number systemd uses (`SD_LISTEN_FDS_START`).
@@ -42,9 +42,10 @@ pub(crate) fn parse(env: &StartEnv, pid: u32) -> Result<Option<Activation>, Acti
         .parse()
         .map_err(|_| ActivationError::BadPid(listen_pid.clone()))?;
     if listen_pid != pid {
-        return Err(ActivationError::BadPid(format!(
-            "{listen_pid} (this process is {pid}: the fds were meant for another process; do not fork between systemd and the service)"
-        )));
+        return Err(ActivationError::ForeignPid {
+            listen_pid,
+            ours: pid,
+        });
     }
     let count = match text(&env.listen_fds) {
         None => 0,
@@ -77,8 +78,8 @@ pub(crate) fn parse(env: &StartEnv, pid: u32) -> Result<Option<Activation>, Acti
                     fds: count,
                 });
             }
-            for n in &names {
-                validate_name(n).map_err(|_| ActivationError::BadName(n.clone()))?;
+            if let Some(bad) = names.iter().find(|n| !valid_name(n)) {
+                return Err(ActivationError::BadName(bad.clone()));
             }
             names
         }
@@ -96,7 +97,9 @@ pub(crate) fn own_pidfd_id() -> Option<u64> {
     super::sd::pidfd_id(fd.as_fd())
 }
 
-/// Takes the activated fds: checks each is open, sets `FD_CLOEXEC`, returns them by name.
+/// Takes the activated fds: every one is checked (open, really inherited) before any is
+/// owned, so a wrong `LISTEN_FDS` never closes an fd of this process's own (see
+/// [`sys::adopt_inherited`]); kinds are checked when the service claims a name.
 pub(crate) fn receive(env: &StartEnv) -> Result<Vec<(String, OwnedFd)>, ActivationError> {
     let Some(a) = parse(env, std::process::id())? else {
         return Ok(Vec::new());
@@ -108,25 +111,26 @@ pub(crate) fn receive(env: &StartEnv) -> Result<Vec<(String, OwnedFd)>, Activati
             )));
         }
     }
-    let mut out = Vec::with_capacity(a.count);
-    for (i, name) in a.names.into_iter().enumerate() {
-        let fd = LISTEN_FDS_START + i as i32;
-        if !sys::fd_is_open(fd) {
-            return Err(ActivationError::BadFd {
+    let open = |_: usize, fd: std::os::fd::BorrowedFd<'_>| {
+        nix::sys::stat::fstat(fd)
+            .map(|_| ())
+            .map_err(|e| format!("cannot be examined ({e})"))
+    };
+    // SAFETY: LISTEN_PID names this process, so systemd placed LISTEN_FDS fds from 3 for it,
+    // and socket activation is read once, before anything could have taken them.
+    let fds =
+        unsafe { sys::adopt_inherited(LISTEN_FDS_START, a.count, open) }.map_err(|(fd, why)| {
+            ActivationError::BadFd {
                 fd,
-                name,
-                why: "is not open".into(),
-            });
-        }
-        // SAFETY: open (checked above); socket activation hands fds 3.. to this process alone.
-        let owned = unsafe { sys::own_raw(fd) };
-        sys::set_cloexec(owned.as_fd(), true).map_err(|e| ActivationError::BadFd {
-            fd,
-            name: name.clone(),
-            why: e.to_string(),
+                name: a
+                    .names
+                    .get((fd - LISTEN_FDS_START) as usize)
+                    .cloned()
+                    .unwrap_or_default(),
+                why,
+            }
         })?;
-        out.push((name, owned));
-    }
+    let out: Vec<(String, OwnedFd)> = a.names.into_iter().zip(fds).collect();
     tracing::info!(count = out.len(), names = ?out.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), "socket activation");
     Ok(out)
 }
@@ -167,7 +171,10 @@ mod tests {
         let e = parse(&env("8", Some("1"), None), 7)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("meant for another process"), "{e}");
+        assert!(
+            e.contains("names another process") && !e.contains("not a process id"),
+            "{e}"
+        );
         let e = parse(&env("7", Some("abc"), None), 7)
             .unwrap_err()
             .to_string();

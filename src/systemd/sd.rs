@@ -1,23 +1,36 @@
-//! `sd_notify` through libsystemd, plus the fields its release lacks.
+//! What exuvia tells systemd, field by field (docs/systemd.md, "What exuvia sends").
 
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 use std::time::Duration;
 
-use libsystemd::daemon::{NotifyState, notify, notify_with_fds};
-
+use super::notify_socket::NotifySocket;
 use crate::env::StartEnv;
 use crate::notify::Notifier;
 
 /// pidfs' magic: pidfd inode ids are unique only on it (Linux 6.9+).
 const PIDFS_MAGIC: i64 = 0x5049_4446;
 
+/// The shortest watchdog ping interval: a tiny `WATCHDOG_USEC` must not turn the control
+/// loop into a busy loop of datagrams.
+const MIN_WATCHDOG_PING: Duration = Duration::from_millis(10);
+
+/// How long the old main waits for systemd to process its `MAINPID=` datagram.
+const BARRIER_WAIT: Duration = Duration::from_secs(2);
+
 pub(crate) struct SdNotifier {
+    socket: NotifySocket,
     watchdog: Option<Duration>,
 }
 
 impl SdNotifier {
     pub(crate) fn from_env(env: &StartEnv) -> Option<SdNotifier> {
-        env.notify_socket.as_ref()?;
+        let socket = match NotifySocket::new(env.notify_socket.as_ref()?) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot talk to the service manager; not notifying it");
+                return None;
+            }
+        };
         let ours = std::process::id().to_string();
         let for_us = env
             .watchdog_pid
@@ -28,13 +41,22 @@ impl SdNotifier {
             .as_ref()
             .and_then(|u| u.to_string_lossy().parse::<u64>().ok())
             .filter(|u| *u > 0 && for_us)
-            .map(|u| Duration::from_micros(u / 2));
-        Some(SdNotifier { watchdog })
+            .map(|u| {
+                let half = Duration::from_micros(u / 2);
+                if half < MIN_WATCHDOG_PING {
+                    tracing::warn!(
+                        watchdog_usec = u,
+                        "WATCHDOG_USEC is too short to honour; pinging every 10 ms"
+                    );
+                }
+                half.max(MIN_WATCHDOG_PING)
+            });
+        Some(SdNotifier { socket, watchdog })
     }
 
-    fn send(&self, what: &str, states: &[NotifyState]) {
-        match notify(false, states) {
-            Ok(_) => tracing::debug!(message = what, "sd_notify"),
+    fn send(&self, what: &str, fields: &[String], fds: &[BorrowedFd<'_>]) {
+        match self.socket.send(fields, fds) {
+            Ok(()) => tracing::debug!(message = what, "sd_notify"),
             Err(e) => tracing::warn!(message = what, error = %e, "sd_notify failed"),
         }
     }
@@ -49,70 +71,81 @@ pub(crate) fn pidfd_id(pidfd: BorrowedFd<'_>) -> Option<u64> {
     nix::sys::stat::fstat(pidfd).ok().map(|st| st.st_ino)
 }
 
-/// systemd reads one field per line; a newline inside a status would end it early.
-fn one_line(s: &str) -> String {
-    s.replace(['\n', '\r'], " ")
+/// `STATUS=` on one line: systemd reads one field per line.
+fn status(s: &str) -> String {
+    format!("STATUS={}", s.replace(['\n', '\r'], " "))
+}
+
+/// The handover datagram, sent by the *old* main so that `NotifyAccess=main` accepts it:
+/// `MAINPID=` first, then `READY=1` completes the reload. Where the kernel has unique pidfd
+/// ids, `MAINPIDFDID=` lets systemd ≥ 257 pin the exact process; elsewhere `MAINPIDFD=1`
+/// passes the pidfd itself (the returned flag), which older systemd ignores.
+fn handover_fields(pid: i32, pidfd_id: Option<u64>, text: &str) -> (Vec<String>, bool) {
+    let mut fields = vec![format!("MAINPID={pid}")];
+    let pass_pidfd = match pidfd_id {
+        Some(id) => {
+            fields.push(format!("MAINPIDFDID={id}"));
+            false
+        }
+        None => {
+            fields.push("MAINPIDFD=1".into());
+            true
+        }
+    };
+    fields.push("READY=1".into());
+    fields.push(status(text));
+    (fields, pass_pidfd)
 }
 
 impl Notifier for SdNotifier {
-    fn ready(&mut self, status: &str) {
-        self.send(
-            "ready",
-            &[NotifyState::Ready, NotifyState::Status(one_line(status))],
-        );
+    fn ready(&mut self, text: &str) {
+        self.send("ready", &["READY=1".into(), status(text)], &[]);
     }
 
     fn reloading(&mut self) {
-        // libsystemd's release has no MONOTONIC_USEC; without it systemd ignores RELOADING=1.
-        let mono = NotifyState::Other(format!("MONOTONIC_USEC={}", crate::sys::monotonic_usec()));
-        self.send(
-            "reloading",
-            &[
-                NotifyState::Reloading,
-                mono,
-                NotifyState::Status("upgrading".into()),
-            ],
-        );
+        // In one datagram: without MONOTONIC_USEC systemd ignores RELOADING=1.
+        let fields = [
+            "RELOADING=1".into(),
+            format!("MONOTONIC_USEC={}", crate::sys::monotonic_usec()),
+            status("upgrading"),
+        ];
+        self.send("reloading", &fields, &[]);
     }
 
     fn extend_timeout(&mut self, by: Duration) {
-        self.send(
-            "extend timeout",
-            &[NotifyState::Other(format!(
-                "EXTEND_TIMEOUT_USEC={}",
-                by.as_micros()
-            ))],
-        );
+        let fields = [format!("EXTEND_TIMEOUT_USEC={}", by.as_micros())];
+        self.send("extend timeout", &fields, &[]);
     }
 
-    fn handed_over(&mut self, pid: i32, pidfd: BorrowedFd<'_>, status: &str) {
-        // libsystemd names a different nix version's Pid type; the field is plain text anyway.
-        let mut states = vec![NotifyState::Other(format!("MAINPID={pid}"))];
-        if let Some(id) = pidfd_id(pidfd) {
-            // Not in libsystemd's release; lets systemd ≥ 257 pin the exact process.
-            states.push(NotifyState::Other(format!("MAINPIDFDID={id}")));
+    fn handed_over(&mut self, pid: i32, pidfd: BorrowedFd<'_>, text: &str) {
+        let (fields, pass_pidfd) = handover_fields(pid, pidfd_id(pidfd), text);
+        let fds = if pass_pidfd { vec![pidfd] } else { Vec::new() };
+        self.send("handed over", &fields, &fds);
+        // The old process may exit at once (nothing to drain); it must not before systemd
+        // has taken in MAINPID=, or systemd would see its main process exit.
+        match self.socket.barrier(BARRIER_WAIT) {
+            Ok(true) => tracing::debug!("the service manager processed the handover"),
+            Ok(false) => {
+                tracing::warn!("the service manager did not confirm the handover within 2 s")
+            }
+            Err(e) => tracing::warn!(error = %e, "BARRIER=1 failed"),
         }
-        states.push(NotifyState::Ready);
-        states.push(NotifyState::Status(one_line(status)));
-        self.send("handed over", &states);
     }
 
     fn upgrade_failed(&mut self, reason: &str) {
-        let status = one_line(&format!("upgrade failed: {reason}"));
-        self.send(
-            "upgrade failed",
-            &[NotifyState::Ready, NotifyState::Status(status)],
-        );
+        let fields = [
+            "READY=1".into(),
+            status(&format!("upgrade failed: {reason}")),
+        ];
+        self.send("upgrade failed", &fields, &[]);
     }
 
     fn stopping(&mut self) {
-        self.send(
-            "stopping",
-            &[
-                NotifyState::Stopping,
-                NotifyState::Status("stopping: draining connections".into()),
-            ],
-        );
+        let fields = [
+            "STOPPING=1".into(),
+            status("stopping: draining connections"),
+        ];
+        self.send("stopping", &fields, &[]);
     }
 
     fn watchdog_interval(&self) -> Option<Duration> {
@@ -120,18 +153,38 @@ impl Notifier for SdNotifier {
     }
 
     fn watchdog(&mut self) {
-        self.send("watchdog", &[NotifyState::Watchdog]);
+        self.send("watchdog", &["WATCHDOG=1".into()], &[]);
     }
 
     fn store_fds(&mut self, fds: &[(&str, BorrowedFd<'_>)]) {
         for (name, fd) in fds {
-            let states = [
-                NotifyState::Fdstore,
-                NotifyState::Fdname((*name).to_owned()),
-            ];
-            if let Err(e) = notify_with_fds(false, &states, &[fd.as_raw_fd()]) {
+            let fields = ["FDSTORE=1".into(), format!("FDNAME={name}")];
+            if let Err(e) = self.socket.send(&fields, &[*fd]) {
                 tracing::warn!(name, error = %e, "could not store fd in systemd's fd store");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_handover_datagram_pins_the_process_either_way() {
+        let (f, pass) = handover_fields(42, Some(7), "gen 2\nserving");
+        assert_eq!(
+            f,
+            [
+                "MAINPID=42",
+                "MAINPIDFDID=7",
+                "READY=1",
+                "STATUS=gen 2 serving"
+            ]
+        );
+        assert!(!pass);
+        let (f, pass) = handover_fields(42, None, "x");
+        assert_eq!(f, ["MAINPID=42", "MAINPIDFD=1", "READY=1", "STATUS=x"]);
+        assert!(pass);
     }
 }

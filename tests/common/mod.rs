@@ -70,6 +70,16 @@ pub struct Service {
 
 impl Service {
     pub fn start(exe: &Path, scratch: &Scratch, extra: &[&str]) -> Service {
+        Service::start_with_env(exe, scratch, extra, &[])
+    }
+
+    /// Like [`start`](Self::start), with extra environment variables.
+    pub fn start_with_env(
+        exe: &Path,
+        scratch: &Scratch,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Service {
         let addr = free_addr();
         let pid_file = scratch.path("pid");
         let mut child = Command::new(exe)
@@ -80,6 +90,7 @@ impl Service {
                 pid_file.to_str().unwrap(),
             ])
             .args(extra)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())

@@ -1,11 +1,9 @@
 //! `exuvia reload --wait`: trigger an upgrade over a service's control socket and exit
 //! with its verdict, so `ExecReload=` (and with it `systemctl reload`) fails when the
-//! upgrade fails.
+//! upgrade fails. A service binary can play the same client itself (`exuvia::reload_client`).
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-
-use exuvia::control::{ControlError, request_upgrade};
 
 #[derive(clap::Args, Debug)]
 pub struct ReloadArgs {
@@ -32,25 +30,6 @@ pub fn run(args: ReloadArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match request_upgrade(&args.control, timeout) {
-        Ok(u) => {
-            println!(
-                "upgraded: generation {} (pid {}) ready after {} ms",
-                u.generation,
-                u.pid,
-                u.ready_after.as_millis()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(ControlError::Refused { kind, message }) if kind == "in-progress" => {
-            eprintln!(
-                "exuvia reload: an upgrade is already in progress ({message}); retry when it finishes"
-            );
-            ExitCode::from(3)
-        }
-        Err(e) => {
-            eprintln!("exuvia reload: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    // The same client a service binary runs as `exuvia-reload`: one set of messages and codes.
+    exuvia::reload_client::run("exuvia reload", &args.control, timeout)
 }

@@ -154,6 +154,20 @@ impl Inner {
             Ok(f) => f,
             Err(why) => return self.violate(Rule::MalformedDatagram, ev, why),
         };
+        // systemd answers BARRIER=1 in the manager itself, before looking for a unit or
+        // checking NotifyAccess= (manager_process_barrier_fd): anyone may ask, and the
+        // datagram must carry nothing else. Dropping its fd is the acknowledgement.
+        if fields.flag("BARRIER") {
+            if fields.pairs.len() != 1 || rx.fds.len() != 1 {
+                let detail = format!(
+                    "{} field(s), {} fd(s): systemd ignores everything else in it",
+                    fields.pairs.len(),
+                    rx.fds.len()
+                );
+                self.violate(Rule::MalformedField, ev, detail);
+            }
+            return;
+        }
         if !authorized {
             let detail = format!(
                 "NotifyAccess={:?}, main pid {:?}, sender {}",

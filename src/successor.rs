@@ -1,8 +1,11 @@
-//! The old process's view of its successor: start it, feed it the manifest, read its answer.
+//! The old process's view of its successor: start it, feed it the manifest and the fds,
+//! read its answer.
 //!
 //! The successor is started through a double fork (see [`crate::sys::DoubleFork`]): under
 //! systemd it must be the service manager's own child, or systemd treats it as "not our
-//! child" and SIGKILLs it on `systemctl stop` instead of letting it drain.
+//! child" and SIGKILLs it on `systemctl stop` instead of letting it drain. It inherits
+//! exactly stdio and the channel (at fd 3, named by `EXUVIA_HANDOVER`); the listeners
+//! travel on the channel, attached to the manifest.
 
 use std::ffi::OsString;
 use std::io;
@@ -12,11 +15,14 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 
-use crate::channel::{self, Channel};
+use crate::channel::{Channel, Message};
 use crate::env::{HANDOVER_VAR, NOT_INHERITED};
 use crate::error::UpgradeError;
 use crate::manifest::{Ancestor, Entry, FdKind, Manifest};
 use crate::sys;
+
+/// Where the successor finds the channel.
+const CHANNEL_FD: RawFd = 3;
 
 /// What to start and what to give it.
 pub(crate) struct Plan<'a> {
@@ -45,52 +51,49 @@ pub(crate) enum Answer {
     Malformed(String),
 }
 
-pub(crate) fn spawn(plan: Plan<'_>) -> Result<Successor, UpgradeError> {
-    let (ours, theirs) = Channel::pair()?;
-    let n = plan.fds.len() as RawFd;
-    let channel_target = 3 + n;
-    // Sources are numbered above every target so no dup2 clobbers a source still needed.
-    let base = channel_target + 1;
-    let mut keep: Vec<OwnedFd> = Vec::with_capacity(plan.fds.len() + 1);
-    let mut moves = Vec::with_capacity(plan.fds.len() + 1);
-    let mut entries = Vec::with_capacity(plan.fds.len());
-    for (i, (name, kind, fd)) in plan.fds.iter().enumerate() {
-        let dup = sys::dup_cloexec_at_least(*fd, base)?;
-        let target = 3 + i as RawFd;
-        moves.push((dup.as_raw_fd(), target));
-        keep.push(dup);
-        entries.push(Entry {
-            name: (*name).to_owned(),
-            kind: *kind,
-            fd: target,
-        });
-    }
-    let ch = sys::dup_cloexec_at_least(theirs.as_fd(), base)?;
-    moves.push((ch.as_raw_fd(), channel_target));
-    keep.push(ch);
-    drop(theirs);
+fn spawn_step(step: &'static str) -> impl FnOnce(io::Error) -> UpgradeError {
+    move |source| UpgradeError::Spawn { step, source }
+}
 
+pub(crate) fn spawn(plan: Plan<'_>) -> Result<Successor, UpgradeError> {
+    let (ours, theirs) = Channel::pair().map_err(spawn_step("creating the handover channel"))?;
     let manifest = Manifest {
+        version: crate::manifest::PROTOCOL_VERSION,
         generation: plan.generation,
         draining: plan.draining.clone(),
-        entries,
+        entries: plan
+            .fds
+            .iter()
+            .map(|(name, kind, _)| Entry {
+                name: (*name).to_owned(),
+                kind: *kind,
+            })
+            .collect(),
         state_len: plan.state.as_ref().map(|s| s.len()),
         signal_trigger_us: plan.signal_trigger_us,
+        skipped: Vec::new(),
     };
-    // The manifest fits the socket buffer, so it is queued before the fork: the successor
-    // reads it the moment it starts instead of waiting on this process to get round to it.
-    ours.send(manifest.encode().as_bytes())?;
-    let (report_rx, report_tx) = Channel::pair()?;
-    // Above every dup2 target, like the other sources, so the intermediate still has it.
-    let report_tx = sys::dup_cloexec_at_least(report_tx.as_fd(), base)?;
+    let fds: Vec<BorrowedFd<'_>> = plan.fds.iter().map(|(_, _, fd)| *fd).collect();
+    // The manifest and its fds fit the socket buffer, so they are queued before the fork:
+    // the successor reads them the moment it starts instead of waiting on this process.
+    ours.send_with_fds(manifest.encode().as_bytes(), &fds)
+        .map_err(spawn_step("queueing the manifest and the listeners"))?;
+    // Sources are numbered above the target so dup2 clobbers nothing still needed.
+    let ch = sys::dup_cloexec_at_least(theirs.as_fd(), CHANNEL_FD + 1)
+        .map_err(spawn_step("placing the channel"))?;
+    drop(theirs);
+    let (report_rx, report_tx) =
+        Channel::pair().map_err(spawn_step("creating the spawn report socket"))?;
+    let report_tx = sys::dup_cloexec_at_least(report_tx.as_fd(), CHANNEL_FD + 1)
+        .map_err(spawn_step("placing the spawn report socket"))?;
     let fork = sys::DoubleFork {
-        moves,
-        keep_below: channel_target + 1,
+        moves: vec![(ch.as_raw_fd(), CHANNEL_FD)],
+        keep_below: CHANNEL_FD + 1,
         report: report_tx.as_raw_fd(),
     };
     let mut cmd = Command::new(&plan.exe);
     cmd.args(&plan.args)
-        .env(HANDOVER_VAR, channel_target.to_string());
+        .env(HANDOVER_VAR, CHANNEL_FD.to_string());
     for var in NOT_INHERITED.iter().filter(|v| **v != HANDOVER_VAR) {
         cmd.env_remove(var);
     }
@@ -101,25 +104,28 @@ pub(crate) fn spawn(plan: Plan<'_>) -> Result<Successor, UpgradeError> {
             path: plan.exe.clone(),
             source: e,
         },
-        _ => UpgradeError::Spawn(e),
+        _ => UpgradeError::Spawn {
+            step: "fork and exec",
+            source: e,
+        },
     })?;
-    drop(keep);
+    drop(ch);
     drop(report_tx);
     // The intermediate exits right after reporting; reaping it leaves no zombie.
-    let status = intermediate.wait()?;
+    let status = intermediate
+        .wait()
+        .map_err(spawn_step("waiting for the intermediate process"))?;
     if !status.success() {
-        return Err(UpgradeError::Spawn(io::Error::other(format!(
-            "intermediate process failed: {status}"
-        ))));
+        return Err(UpgradeError::Spawn {
+            step: "forking the successor from the intermediate process",
+            source: io::Error::other(format!("the intermediate process ended with {status}")),
+        });
     }
-    let (pid, pidfd) = sys::recv_pid_report(report_rx.as_fd()).map_err(|e| {
-        UpgradeError::Spawn(io::Error::other(format!(
-            "no report from the intermediate process: {e}"
-        )))
-    })?;
+    let (pid, pidfd) = sys::recv_pid_report(report_rx.as_fd())
+        .map_err(spawn_step("reading the intermediate process's report"))?;
     let pidfd = match pidfd {
         Some(fd) => fd,
-        None => sys::pidfd_open(pid)?,
+        None => sys::pidfd_open(pid).map_err(spawn_step("opening a pidfd on the successor"))?,
     };
     let successor = Successor {
         pid,
@@ -127,7 +133,7 @@ pub(crate) fn spawn(plan: Plan<'_>) -> Result<Successor, UpgradeError> {
         channel: ours,
     };
     if let Some(blob) = plan.state {
-        send_state(&successor, blob)?;
+        send_state(&successor, blob).map_err(spawn_step("sending the state blob"))?;
     }
     Ok(successor)
 }
@@ -148,17 +154,11 @@ fn send_state(s: &Successor, blob: Arc<Vec<u8>>) -> io::Result<()> {
 impl Successor {
     /// Reads one answer; call when the channel is readable.
     pub(crate) fn answer(&self) -> Answer {
-        match self.channel.recv(Some(std::time::Duration::ZERO)) {
-            Ok(Some(m)) if m == channel::READY => Answer::Ready,
-            Ok(Some(m)) if m.starts_with(channel::FAILED_PREFIX) => Answer::Failed(
-                String::from_utf8_lossy(&m[channel::FAILED_PREFIX.len()..])
-                    .chars()
-                    .take(500)
-                    .collect(),
-            ),
-            Ok(Some(m)) => {
-                Answer::Malformed(String::from_utf8_lossy(&m).chars().take(80).collect())
-            }
+        match self.channel.recv_msg(Some(std::time::Duration::ZERO)) {
+            Ok(Some(Ok(Message::Ready { .. }))) => Answer::Ready,
+            Ok(Some(Ok(Message::Failed(reason)))) => Answer::Failed(reason),
+            Ok(Some(Ok(other))) => Answer::Malformed(format!("{other:?}")),
+            Ok(Some(Err(text))) => Answer::Malformed(text),
             Ok(None) => Answer::Gone,
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                 Answer::Malformed("(spurious wake-up)".into())
@@ -174,5 +174,10 @@ impl Successor {
     /// Kills the successor and its process group.
     pub(crate) fn kill(&self) {
         sys::kill_successor(self.pid, self.pidfd.as_fd());
+    }
+
+    /// Tells the successor that this process has let go of every listener.
+    pub(crate) fn send_complete(&self) -> io::Result<()> {
+        self.channel.send_msg(&Message::Complete)
     }
 }
