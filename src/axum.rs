@@ -90,7 +90,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Finish {
     type Rejection = NotServedByExuvia;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Finish, NotServedByExuvia> {
-        parts.extensions.get::<Finish>().cloned().ok_or(NotServedByExuvia)
+        parts
+            .extensions
+            .get::<Finish>()
+            .cloned()
+            .ok_or(NotServedByExuvia)
     }
 }
 

@@ -48,7 +48,11 @@ pub fn service(routes: impl Into<Routes>) -> TowerToHyperService<Routes> {
 /// Fails with `INTERNAL` when the service is not served by exuvia.
 #[allow(clippy::result_large_err)] // `Status` is tonic's error type; handlers `?` it as is.
 pub fn finish<T>(request: &tonic::Request<T>) -> Result<Finish, tonic::Status> {
-    request.extensions().get::<Finish>().cloned().ok_or_else(|| {
-        tonic::Status::internal("exuvia::tonic::finish: this service is not served by exuvia")
-    })
+    request
+        .extensions()
+        .get::<Finish>()
+        .cloned()
+        .ok_or_else(|| {
+            tonic::Status::internal("exuvia::tonic::finish: this service is not served by exuvia")
+        })
 }

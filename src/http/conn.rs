@@ -11,11 +11,12 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulConnection;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
@@ -198,31 +199,60 @@ pub(crate) async fn serve<H, S, B>(
         r = http.as_mut() => return ended(r),
         _ = shared.lame_token.cancelled() => {}
     }
-    // HTTP/2 (and gRPC): a graceful GOAWAY now; streams in flight finish, the client opens
-    // its next stream on a new connection. HTTP/1: every response from now on says
-    // `Connection: close`; what stays idle is closed after the idle grace or at the soft
-    // deadline. An upgraded connection is no longer hyper's to close.
-    while !conn.is_h2() && !conn.is_upgraded() {
-        let wake = match conn.idle_since() {
-            Some(since) => {
-                let at = shared.idle_close_at(since);
-                if Instant::now() >= at {
-                    break;
-                }
-                at
+    if let Some(r) = lame_duck(http.as_mut(), &conn, &shared).await {
+        return ended(r);
+    }
+    ended(http.await)
+}
+
+/// How long an HTTP/2 connection must have completed no response before a GOAWAY may go
+/// out unprompted: a client that has just read a response may have queued its next request
+/// without sending it yet, and a GOAWAY read in the same breath makes it refuse that request
+/// itself (h2load counts it failed). 100 ms is ample for a client to send what it queued.
+const H2_QUIET: Duration = Duration::from_millis(100);
+
+/// From the handover on. HTTP/2: a graceful GOAWAY (streams in flight finish, the client
+/// opens its next stream on a new connection) as soon as a request arrives, or once no
+/// response has completed for [`H2_QUIET`]. HTTP/1: responses say `Connection: close`
+/// (see `lameduck`); a keep-alive connection that stays idle is closed after the idle
+/// grace, one that has sent no request yet only at the soft deadline. Both: at the soft
+/// deadline at the latest. An upgraded connection is no longer hyper's to close.
+///
+/// Returns the connection's result if it ended on its own meanwhile.
+async fn lame_duck<C>(
+    mut http: Pin<&mut C>,
+    conn: &ConnState,
+    shared: &Shared,
+) -> Option<Result<(), BoxError>>
+where
+    C: GracefulConnection<Error = BoxError>,
+{
+    loop {
+        if conn.is_upgraded() {
+            return None;
+        }
+        let wake = if conn.is_h2() {
+            shared.after(conn.last_done(), H2_QUIET)
+        } else {
+            match conn.idle_since() {
+                Some(since) => shared.after(since, shared.deadlines.idle_grace),
+                None => Instant::now() + shared.deadlines.idle_grace,
             }
-            None => Instant::now() + shared.deadlines.idle_grace,
         };
+        let idle_h1 = !conn.is_h2() && conn.idle_since().is_some();
+        if (conn.is_h2() || idle_h1) && Instant::now() >= wake {
+            break;
+        }
         tokio::select! {
-            r = http.as_mut() => return ended(r),
+            r = http.as_mut() => return Some(r),
+            _ = conn.goaway_wanted.notified() => break,
             _ = shared.finish.requested() => break,
             _ = tokio::time::sleep_until(wake.into()) => {}
         }
     }
-    if !conn.is_upgraded() {
-        http.as_mut().graceful_shutdown();
-    }
-    ended(http.await)
+    http.as_mut().graceful_shutdown();
+    conn.goaway_sent.cancel();
+    None
 }
 
 fn ended(r: Result<(), BoxError>) {

@@ -19,7 +19,7 @@ pub struct Finish {
 impl Finish {
     /// Resolves when the handler should wind its stream down. Owns what it needs, so it can
     /// be moved into a spawned task or a `'static` stream.
-    pub fn requested(&self) -> impl Future<Output = ()> + Send + 'static {
+    pub fn requested(&self) -> impl Future<Output = ()> + Send + use<> {
         self.token.clone().cancelled_owned()
     }
 

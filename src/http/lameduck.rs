@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use http::header::{CONNECTION, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::Notify;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::Finish;
 use super::policy::Deadlines;
@@ -62,10 +63,10 @@ impl Shared {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    /// When an idle connection whose last request ended at `idle_since` may be closed.
-    pub(crate) fn idle_close_at(&self, idle_since: u64) -> Instant {
-        let from = idle_since.max(self.lame_at.load(Ordering::Relaxed));
-        self.epoch + Duration::from_millis(from) + self.deadlines.idle_grace
+    /// `wait` after `since` (server clock), but never before the handover.
+    pub(crate) fn after(&self, since: u64, wait: Duration) -> Instant {
+        let from = since.max(self.lame_at.load(Ordering::Relaxed));
+        self.epoch + Duration::from_millis(from) + wait
     }
 }
 
@@ -73,16 +74,28 @@ impl Shared {
 #[derive(Default)]
 pub(crate) struct ConnState {
     in_flight: AtomicUsize,
-    idle_since: AtomicU64,
+    /// When the last response was done, on the server clock.
+    last_done: AtomicU64,
     h2: AtomicBool,
     upgraded: AtomicBool,
+    /// An HTTP/2 request arrived after the handover: send the GOAWAY now.
+    pub goaway_wanted: Notify,
+    /// The GOAWAY is queued; responses held for it may go.
+    pub goaway_sent: CancellationToken,
 }
 
 impl ConnState {
-    /// `Some(ms)` when no request is in flight: the idle start on the server clock.
+    /// `Some(ms)` when no request is in flight and one was answered before: the idle start
+    /// on the server clock. A connection that has sent no request yet is not idle: its
+    /// client has just connected and is about to send.
     pub(crate) fn idle_since(&self) -> Option<u64> {
-        (self.in_flight.load(Ordering::Acquire) == 0)
-            .then(|| self.idle_since.load(Ordering::Relaxed))
+        let last = self.last_done();
+        (self.in_flight.load(Ordering::Acquire) == 0 && last > 0).then_some(last)
+    }
+
+    /// When the last response was done (0: none yet).
+    pub(crate) fn last_done(&self) -> u64 {
+        self.last_done.load(Ordering::Relaxed)
     }
 
     pub(crate) fn is_h2(&self) -> bool {
@@ -104,8 +117,8 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         // The store precedes the decrement, so a reader that sees 0 sees the new time.
         self.conn
-            .idle_since
-            .store(self.shared.now(), Ordering::Relaxed);
+            .last_done
+            .store(self.shared.now().max(1), Ordering::Relaxed);
         self.conn.in_flight.fetch_sub(1, Ordering::Release);
     }
 }
@@ -147,8 +160,17 @@ where
         };
         let connect = req.method() == Method::CONNECT;
         req.extensions_mut().insert(self.shared.finish.clone());
+        // An HTTP/2 request after the handover triggers the GOAWAY, and its response waits
+        // until the GOAWAY is queued: the client, waiting for this response, reads the
+        // GOAWAY first, so it cannot have queued its next request on this connection.
+        let gate =
+            (!h1 && self.shared.is_lame() && !self.conn.goaway_sent.is_cancelled()).then(|| {
+                self.conn.goaway_wanted.notify_one();
+                Box::pin(self.conn.goaway_sent.clone().cancelled_owned())
+            });
         ResponseFuture {
             inner: self.inner.call(req),
+            gate,
             guard: Some(guard),
             h1,
             connect,
@@ -161,6 +183,7 @@ pin_project_lite::pin_project! {
     pub(crate) struct ResponseFuture<F> {
         #[pin]
         inner: F,
+        gate: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
         guard: Option<InFlight>,
         h1: bool,
         connect: bool,
@@ -175,6 +198,10 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        if let Some(gate) = this.gate {
+            ready!(gate.as_mut().poll(cx));
+            *this.gate = None;
+        }
         let mut resp = ready!(this.inner.poll(cx))?;
         let guard = this.guard.take();
         let upgrade = resp.status() == StatusCode::SWITCHING_PROTOCOLS

@@ -107,7 +107,9 @@ mod tests {
             .hard_deadline(S(4));
         let d = p.resolve((S(20), S(60)));
         assert_eq!((d.idle_grace, d.soft, d.hard), (S(2), S(2), S(4)));
-        let d = Policy::default().soft_deadline(S(50)).resolve((S(0), S(30)));
+        let d = Policy::default()
+            .soft_deadline(S(50))
+            .resolve((S(0), S(30)));
         assert_eq!(d.soft, S(30), "soft never passes hard");
     }
 }

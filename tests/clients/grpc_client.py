@@ -1,0 +1,116 @@
+"""gRPC client (Python grpcio) against examples/tonic: unary `Say` calls and `Ticks` server
+streams, each worker on a channel of its own (its own HTTP/2 connection), until SIGTERM (or
+at most DURATION seconds).
+
+No retry policy is configured, so a call that fails is a failed call here. gRPC's
+transparent retry stays on as in every gRPC client: it re-sends only a call that never left
+the client (one the application started as the GOAWAY arrived). GRPC_NO_RETRY=1 turns that
+off too (grpc.enable_retries=0), to count such calls. Every stream must end with status OK; one that ends
+because the server drains says so with a last tick. Prints one JSON line; exits 1 on any
+failure.
+"""
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+
+import grpc
+
+import echo_pb2
+import echo_pb2_grpc
+
+TARGET, UNARY, STREAMS, DURATION = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+OPTIONS = [("grpc.use_local_subchannel_pool", 1)] + ([("grpc.enable_retries", 0)] if os.environ.get("GRPC_NO_RETRY") else [])
+TICKS = 200
+lock = threading.Lock()
+stop = threading.Event()
+signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+
+def running(stop_at):
+    return time.monotonic() < stop_at and not stop.is_set()
+
+stats = {
+    "unary_channels": UNARY,
+    "stream_channels": STREAMS,
+    "calls_ok": 0,
+    "calls_failed": 0,
+    "wrong_answers": 0,
+    "streams_ok": 0,
+    "streams_ended_by_drain": 0,
+    "streams_failed": 0,
+    "ticks": 0,
+}
+examples = []
+
+
+def count(key, detail=None):
+    with lock:
+        stats[key] += 1
+        if detail and len(examples) < 5:
+            examples.append(f"{key}: {detail}")
+
+
+def unary(i, stop_at):
+    with grpc.insecure_channel(TARGET, options=OPTIONS) as ch:
+        stub = echo_pb2_grpc.EchoStub(ch)
+        n = 0
+        while running(stop_at):
+            msg = f"{i}:{n}"
+            n += 1
+            try:
+                reply = stub.Say(echo_pb2.SayRequest(message=msg), timeout=10)
+            except grpc.RpcError as e:
+                count("calls_failed", f"{e.code()} {e.details()}")
+                continue
+            if reply.message != msg:
+                count("wrong_answers", f"{msg!r} -> {reply.message!r}")
+            else:
+                count("calls_ok")
+
+
+def streams(i, stop_at):
+    with grpc.insecure_channel(TARGET, options=OPTIONS) as ch:
+        stub = echo_pb2_grpc.EchoStub(ch)
+        while running(stop_at):
+            # 10 s: longer than the soft deadline, so every stream meets a drain and must
+            # end there with a last tick and status OK.
+            call = stub.Ticks(echo_pb2.TicksRequest(count=TICKS, interval_ms=50), timeout=60)
+            last, ticks = False, 0
+            try:
+                for tick in call:
+                    ticks += 1
+                    last = tick.last
+            except grpc.RpcError as e:
+                count("streams_failed", f"{e.code()} {e.details()} after {ticks} ticks")
+                continue
+            with lock:
+                stats["ticks"] += ticks
+            if call.code() != grpc.StatusCode.OK:
+                count("streams_failed", f"status {call.code()}")
+            elif last:
+                count("streams_ended_by_drain")
+            elif ticks == TICKS:
+                count("streams_ok")
+            else:
+                count("streams_failed", f"OK after {ticks} ticks without a last tick")
+
+
+def main():
+    stop_at = time.monotonic() + DURATION
+    workers = [threading.Thread(target=unary, args=(i, stop_at)) for i in range(UNARY)]
+    workers += [threading.Thread(target=streams, args=(i, stop_at)) for i in range(STREAMS)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        while w.is_alive():
+            w.join(0.2)  # lets the SIGTERM handler run
+    bad = stats["calls_failed"] + stats["wrong_answers"] + stats["streams_failed"]
+    print(json.dumps({**stats, "failures": bad, "examples": examples}))
+    sys.exit(0 if bad == 0 and stats["calls_ok"] > 0 and stats["streams_ok"] + stats["streams_ended_by_drain"] > 0 else 1)
+
+
+main()
