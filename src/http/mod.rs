@@ -55,6 +55,9 @@ use crate::tokio::{Exuvia, Listener};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// A user's adjustment of hyper's settings, applied once per server.
+type Configure = Box<dyn FnOnce(&mut auto::Builder<Executor>) + Send>;
+
 /// Why serving stopped other than by a handover or stop.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -92,7 +95,7 @@ where
 pub struct Server<H = Plain> {
     policy: Policy,
     handshake: H,
-    configure: Option<Box<dyn FnOnce(&mut auto::Builder<Executor>) + Send>>,
+    configure: Option<Configure>,
 }
 
 impl Server {
