@@ -28,11 +28,9 @@ fn run(args: support::Args) -> Result<(), Box<dyn std::error::Error>> {
     while let Some((stream, _)) = listener.accept()? {
         let guard = tracker.track(&stream)?;
         std::thread::spawn(move || {
-            let Ok(mut out) = stream.try_clone() else {
-                return;
-            };
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                if writeln!(out, "{}", support::answer("echo_sync", &line)).is_err() {
+            // Reads and writes share the one socket: no second fd to run out of.
+            for line in BufReader::new(&stream).lines().map_while(Result::ok) {
+                if writeln!(&stream, "{}", support::answer("echo_sync", &line)).is_err() {
                     break;
                 }
             }

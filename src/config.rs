@@ -21,6 +21,7 @@ pub(crate) struct Config {
     pub pid_file: Option<PathBuf>,
     pub control_socket: Option<PathBuf>,
     pub fd_store: bool,
+    pub hooks: crate::hooks::Hooks,
     pub start: StartEnv,
 }
 
@@ -39,6 +40,7 @@ impl Default for Config {
             pid_file: None,
             control_socket: None,
             fd_store: false,
+            hooks: crate::hooks::Hooks::default(),
             start: StartEnv::default(),
         }
     }

@@ -8,20 +8,23 @@
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixListener;
-use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::channel::{Channel, Message};
 use crate::config::Config;
 use crate::error::{Error, UpgradeError};
 use crate::fds::Registry;
+use crate::generations;
 use crate::join::{JoinWindow, Joined};
 use crate::lifecycle::{DrainReason, Lifecycle, Phase};
 use crate::manifest::Ancestor;
 use crate::notify::Notifier;
-use crate::predecessor::Predecessor;
+use crate::pidfile;
+use crate::predecessor::{FromPredecessor, Predecessor};
 use crate::request::{Request, UpgradeResult, Upgraded, Verdict, Waiter};
+use crate::stats::{Counter, stats};
 use crate::successor::{self, Answer, Successor};
 use crate::sync::lock;
 use crate::sys;
@@ -81,10 +84,14 @@ pub(crate) struct Driver {
     control: Option<UnixListener>,
     /// Ready, and no predecessor still holds the listeners: this process may upgrade.
     main: bool,
+    /// The predecessor has let go (or is gone); stays true after this process hands over in turn.
+    took_over: bool,
     ready: bool,
     inflight: Option<InFlight>,
     /// A trigger that arrived between our `ready` and the predecessor's `complete`.
     deferred: Option<Waiter>,
+    /// The channel to the successor this process handed over to, kept for its drain results.
+    handed_to: Option<Channel>,
     join: JoinWindow,
     next_watchdog: Option<Instant>,
 }
@@ -104,9 +111,11 @@ impl Driver {
             predecessor: i.predecessor,
             control: i.control,
             main: false,
+            took_over: false,
             ready: false,
             inflight: None,
             deferred: None,
+            handed_to: None,
             join: JoinWindow::default(),
             next_watchdog: None,
         }
@@ -152,8 +161,8 @@ impl Driver {
                     Err(mpsc::TryRecvError::Disconnected) => return self.shutdown(),
                 }
             }
-            if woke.parent {
-                self.on_parent_message();
+            if woke.predecessor {
+                self.on_predecessor_message();
             }
             if woke.control {
                 self.accept_control();
@@ -171,7 +180,7 @@ impl Driver {
     /// deadline passed.
     fn wait(&self) -> std::io::Result<(Woke, bool)> {
         let mut fds: Vec<BorrowedFd<'_>> = vec![self.signals.as_fd(), self.wake.as_fd()];
-        let parent = self.predecessor.as_ref().filter(|_| self.ready).map(|p| {
+        let predecessor = self.predecessor.as_ref().filter(|_| self.ready).map(|p| {
             fds.push(p.channel.as_fd());
             fds.len() - 1
         });
@@ -201,7 +210,7 @@ impl Driver {
         let woke = Woke {
             signals: r[0],
             wake: r[1],
-            parent: at(parent),
+            predecessor: at(predecessor),
             control: at(control),
             successor: at(successor) || successor.is_some_and(|i| r[i + 1]),
         };
@@ -226,6 +235,19 @@ impl Driver {
                 let _ = reply.send(self.on_ready());
             }
             Request::Stop => self.stop(),
+            Request::Drained(report, ack) => {
+                if let Some(ch) = &self.handed_to {
+                    let drained = report.open_at_start.saturating_sub(report.cut) as u64;
+                    let pairs = vec![
+                        ("connections_drained".to_owned(), drained),
+                        ("connections_cut".to_owned(), report.cut as u64),
+                    ];
+                    if let Err(e) = ch.send_msg(&Message::Stats(pairs)) {
+                        tracing::debug!(error = %e, "the successor did not take the drain results");
+                    }
+                }
+                let _ = ack.send(());
+            }
             Request::Shutdown => {}
         }
     }
@@ -243,8 +265,14 @@ impl Driver {
         self.life().set_phase(Phase::Serving);
         match &self.predecessor {
             Some(p) => {
-                p.send_ready()
-                    .map_err(Error::io("telling the previous generation we are ready"))?;
+                if let Err(e) = p.send_ready() {
+                    // The predecessor died before it could hand over (the channel is gone):
+                    // nobody else holds the listeners now, so this process serves alone.
+                    tracing::warn!(error = %e, "the previous generation is gone; taking over alone");
+                    self.predecessor = None;
+                    self.take_main();
+                    return Ok(());
+                }
                 tracing::info!("ready; waiting for the previous generation to hand over");
                 if let Some(t) = p.signal_trigger_us {
                     self.join = JoinWindow::inherited(
@@ -273,8 +301,9 @@ impl Driver {
     /// This process now holds the listeners alone and may upgrade.
     fn take_main(&mut self) {
         self.main = true;
+        self.took_over = true;
         if let Some(path) = &self.cfg.pid_file {
-            if let Err(e) = write_pid_file(path) {
+            if let Err(e) = pidfile::write(path) {
                 tracing::warn!(path = %path.display(), error = %e, "could not write the pid file");
             }
         }
@@ -290,18 +319,46 @@ impl Driver {
             .map(|i| Instant::now() + i);
     }
 
-    fn on_parent_message(&mut self) {
+    fn on_predecessor_message(&mut self) {
         let Some(p) = &self.predecessor else { return };
-        match p.poll_complete() {
-            Ok(false) => return,
-            Ok(true) => {
-                tracing::info!("handover complete: this generation is the only one accepting")
+        let event = p.poll();
+        if self.took_over {
+            // After the handover: the old generation's drain results, then its exit.
+            match event {
+                FromPredecessor::Stats(pairs) => stats().add_travelled(&pairs),
+                FromPredecessor::Gone => self.predecessor = None,
+                FromPredecessor::Unexpected(m) => {
+                    tracing::debug!(message = %m, "unexpected message from the draining previous generation");
+                    self.predecessor = None;
+                }
+                FromPredecessor::Nothing | FromPredecessor::Complete => {}
             }
-            Err(m) => {
-                tracing::warn!(message = %m, "unexpected message from the previous generation; treating the handover as complete")
+            return;
+        }
+        match event {
+            FromPredecessor::Nothing => return,
+            FromPredecessor::Complete => {
+                tracing::info!("handover complete: this generation is the only one accepting");
+                // This process exists because that handover succeeded; the counters it
+                // inherited were taken before it.
+                stats().add(Counter::UpgradesHandedOver, 1);
+            }
+            FromPredecessor::Gone => {
+                tracing::warn!(
+                    "the previous generation exited before it handed over; this generation serves alone"
+                );
+                self.predecessor = None;
+            }
+            FromPredecessor::Stats(pairs) => {
+                tracing::warn!(
+                    ?pairs,
+                    "drain results from the previous generation before its handover; treating the handover as complete"
+                );
+            }
+            FromPredecessor::Unexpected(message) => {
+                tracing::warn!(%message, "unexpected message from the previous generation; treating the handover as complete");
             }
         }
-        self.predecessor = None;
         self.take_main();
         if let Some(w) = self.deferred.take() {
             self.trigger(w);
@@ -325,7 +382,7 @@ impl Driver {
         }
         let refusal = if self.draining_now() {
             Some(UpgradeError::ShuttingDown)
-        } else if !self.main && self.ready && self.predecessor.is_some() {
+        } else if !self.main && self.ready {
             // systemd signals the new main as soon as MAINPID= names it, which can be a few
             // hundred µs before the old process has let go of the listeners: start right
             // after, or the reload would hang until its timeout.
@@ -345,11 +402,16 @@ impl Driver {
             return;
         }
         let triggered = Instant::now();
+        stats().add(Counter::UpgradesStarted, 1);
         if matches!(waiter, Waiter::Signal) {
             self.join.signal_started(triggered, sys::monotonic_usec());
         }
         self.notifier.reloading();
         self.life().set_phase(Phase::Upgrading);
+        // After RELOADING=1, so that a veto still completes the reload (READY=1 + STATUS=).
+        if let Err(e) = self.cfg.hooks.before_upgrade() {
+            return self.fail(None, waiter, Vec::new(), e);
+        }
         match self.spawn() {
             Ok(successor) => {
                 tracing::info!(
@@ -390,7 +452,7 @@ impl Driver {
             .args
             .clone()
             .unwrap_or_else(|| self.cfg.start.args.clone());
-        let mut draining: Vec<Ancestor> = self.alive_ancestors();
+        let mut draining: Vec<Ancestor> = generations::alive(&self.draining);
         let me = std::process::id() as i32;
         draining.push(Ancestor {
             pid: me,
@@ -413,14 +475,6 @@ impl Driver {
         })
     }
 
-    fn alive_ancestors(&self) -> Vec<Ancestor> {
-        self.draining
-            .iter()
-            .copied()
-            .filter(|a| sys::pidfd_for(a.pid, a.start_time).is_some())
-            .collect()
-    }
-
     /// **await ready**: the successor's channel or pidfd became readable.
     fn on_successor_event(&mut self) {
         let Some(f) = &self.inflight else { return };
@@ -428,11 +482,11 @@ impl Driver {
         let exited = f.successor.exited();
         let outcome = match f.successor.answer() {
             Answer::Ready if !exited => Ok(()),
+            // Handing over to a dead process would leave nobody serving.
+            Answer::Ready => Err(UpgradeError::DiedAfterReady { pid }),
             Answer::Failed(reason) => Err(UpgradeError::Failed { pid, reason }),
             Answer::Malformed(message) if !exited => Err(UpgradeError::Protocol { pid, message }),
-            Answer::Ready | Answer::Gone | Answer::Malformed(_) => {
-                Err(UpgradeError::Exited { pid })
-            }
+            Answer::Gone | Answer::Malformed(_) => Err(UpgradeError::Exited { pid }),
         };
         let Some(f) = self.inflight.take() else {
             return;
@@ -476,6 +530,8 @@ impl Driver {
             s.kill();
         }
         tracing::warn!(error = %e, "upgrade failed; this generation keeps serving");
+        stats().add(Counter::UpgradesFailed(e.reason()), 1);
+        self.cfg.hooks.failed(&e);
         self.notifier.upgrade_failed(&e.short());
         if !self.draining_now() {
             self.life().set_phase(Phase::Serving);
@@ -555,30 +611,26 @@ impl Driver {
             fds_closed = closed,
             "handover complete"
         );
-        self.cut_excess_generations();
+        stats().add(Counter::UpgradesHandedOver, 1);
+        crate::stats::observe("exuvia_upgrade_ready_seconds", report.ready_after);
+        crate::stats::observe(
+            "exuvia_upgrade_handover_seconds",
+            report.ready_after + report.closed_after,
+        );
+        generations::cut_beyond_cap(&self.draining, self.cfg.max_draining);
         self.life()
             .set_phase(Phase::Draining(DrainReason::Upgraded));
         tracing::info!(phase = "drain", "draining");
-        self.answer(f.asked_by, f.joined, Ok(report));
-    }
-
-    /// Keeps at most `max_draining` old generations: cut the oldest beyond it.
-    fn cut_excess_generations(&mut self) {
-        let mut alive: Vec<(Ancestor, OwnedFd)> = self
-            .draining
-            .iter()
-            .filter_map(|a| sys::pidfd_for(a.pid, a.start_time).map(|fd| (*a, fd)))
-            .collect();
-        // This process drains too, so it counts against the cap.
-        while alive.len() + 1 > self.cfg.max_draining {
-            let (a, fd) = alive.remove(0);
-            tracing::warn!(
-                pid = a.pid,
-                cap = self.cfg.max_draining,
-                "too many generations draining; cutting the oldest"
-            );
-            let _ = sys::pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
-        }
+        let InFlight {
+            successor,
+            asked_by,
+            joined,
+            ..
+        } = f;
+        self.handed_to = Some(successor.into_channel());
+        self.cfg.hooks.handed_over(&report);
+        self.cfg.hooks.drain(DrainReason::Upgraded);
+        self.answer(asked_by, joined, Ok(report));
     }
 
     /// The stop signal: drain without a successor.
@@ -607,6 +659,7 @@ impl Driver {
         self.shared.registry().close_registered();
         self.life().set_phase(Phase::Draining(DrainReason::Stopped));
         tracing::info!(phase = "drain", "stop requested; draining");
+        self.cfg.hooks.drain(DrainReason::Stopped);
     }
 
     fn shutdown(mut self) {
@@ -618,7 +671,7 @@ impl Driver {
                 UpgradeError::ShutDown,
             );
         }
-        if let Some(p) = &self.predecessor {
+        if let Some(p) = self.predecessor.as_ref().filter(|_| !self.took_over) {
             p.send_failed("the new process shut down before the handover completed");
         }
     }
@@ -627,25 +680,7 @@ impl Driver {
 struct Woke {
     signals: bool,
     wake: bool,
-    parent: bool,
+    predecessor: bool,
     control: bool,
     successor: bool,
-}
-
-/// Writes the pid file atomically (temp file + rename in the same directory).
-fn write_pid_file(path: &Path) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::other("pid file path has no file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, format!("{}\n", std::process::id()))?;
-    std::fs::rename(&tmp, path)
 }

@@ -56,6 +56,11 @@ mod driver;
 mod env;
 mod error;
 mod fds;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
+mod generations;
+mod hooks;
 #[cfg(feature = "hyper")]
 pub mod http;
 mod join;
@@ -63,16 +68,18 @@ mod lifecycle;
 mod listener;
 pub mod manifest;
 mod notify;
+mod pidfile;
 mod predecessor;
 pub mod reload_client;
 mod request;
 mod sockets;
+mod stats;
 mod successor;
 mod sync;
 mod sys;
 #[cfg(feature = "systemd")]
 pub mod systemd;
-mod timespan;
+pub mod timespan;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 #[cfg(feature = "tonic")]

@@ -58,6 +58,7 @@ pub(crate) fn take_over(
             if !manifest.skipped.is_empty() {
                 tracing::info!(skipped = ?manifest.skipped, "manifest extensions this build does not know; ignored");
             }
+            crate::stats::stats().add_travelled(&manifest.counters);
             Ok(Predecessor {
                 channel,
                 version: manifest.version,
@@ -164,15 +165,28 @@ impl Predecessor {
         let _ = self.channel.send_msg(&Message::Failed(reason.to_owned()));
     }
 
-    /// Reads the predecessor's message after `ready`: `true` once the handover is complete
-    /// (`complete`, or the predecessor is gone — then nobody else holds the listeners).
-    pub(crate) fn poll_complete(&self) -> Result<bool, String> {
+    /// Reads what the predecessor said after `ready`; call when the channel is readable.
+    pub(crate) fn poll(&self) -> FromPredecessor {
         match self.channel.recv_msg(Some(Duration::ZERO)) {
-            Ok(Some(Ok(Message::Complete))) | Ok(None) => Ok(true),
-            Ok(Some(Ok(other))) => Err(format!("{other:?}")),
-            Ok(Some(Err(text))) => Err(text),
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Ok(false),
-            Err(e) => Err(e.to_string()),
+            Ok(Some(Ok(Message::Complete))) => FromPredecessor::Complete,
+            Ok(Some(Ok(Message::Stats(pairs)))) => FromPredecessor::Stats(pairs),
+            Ok(None) => FromPredecessor::Gone,
+            Ok(Some(Ok(other))) => FromPredecessor::Unexpected(format!("{other:?}")),
+            Ok(Some(Err(text))) => FromPredecessor::Unexpected(text),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => FromPredecessor::Nothing,
+            Err(e) => FromPredecessor::Unexpected(e.to_string()),
         }
     }
+}
+
+/// What [`Predecessor::poll`] found.
+pub(crate) enum FromPredecessor {
+    Nothing,
+    /// It has let go of every listener.
+    Complete,
+    /// Its drain results (after `Complete`).
+    Stats(Vec<(String, u64)>),
+    /// It exited (after `Complete`: its drain is over; before: nobody else holds the listeners).
+    Gone,
+    Unexpected(String),
 }

@@ -62,6 +62,12 @@ struct ReloadRequest {
     timeout: Duration,
 }
 
+/// Parses an `exuvia-reload` command line (after `argv[0]`).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<(), String> {
+    parse(args).map(|_| ())
+}
+
 fn parse(args: impl IntoIterator<Item = OsString>) -> Result<ReloadRequest, String> {
     let (mut control, mut timeout, mut wait) = (None, DEFAULT_TIMEOUT, false);
     let mut args = args.into_iter();

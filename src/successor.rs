@@ -71,6 +71,7 @@ pub(crate) fn spawn(plan: Plan<'_>) -> Result<Successor, UpgradeError> {
             .collect(),
         state_len: plan.state.as_ref().map(|s| s.len()),
         signal_trigger_us: plan.signal_trigger_us,
+        counters: crate::stats::stats().snapshot(),
         skipped: Vec::new(),
     };
     let fds: Vec<BorrowedFd<'_>> = plan.fds.iter().map(|(_, _, fd)| *fd).collect();
@@ -179,5 +180,10 @@ impl Successor {
     /// Tells the successor that this process has let go of every listener.
     pub(crate) fn send_complete(&self) -> io::Result<()> {
         self.channel.send_msg(&Message::Complete)
+    }
+
+    /// Keeps only the channel, for the drain results sent after `complete`.
+    pub(crate) fn into_channel(self) -> Channel {
+        self.channel
     }
 }

@@ -202,6 +202,9 @@ impl Exuvia {
     pub(crate) async fn drain_within(&self, soft: Duration, hard: Duration) -> DrainReport {
         let reason = self.shutdown().await;
         let report = self.connections.drain(reason, soft, hard).await;
+        let core = self.core.clone();
+        let r = report.clone();
+        let _ = ::tokio::task::spawn_blocking(move || core.report_drained(&r)).await;
         let life = self.core.lifecycle().clone();
         let wait = crate::lifecycle::CONTROL_ANSWER_WAIT;
         let _ = ::tokio::task::spawn_blocking(move || life.wait_control_answered(wait)).await;
@@ -380,7 +383,8 @@ impl<T: Send + Sync + 'static> Listener<T> {
     where
         Fut: Future<Output = io::Result<R>>,
     {
-        let mut backoff = accept::Backoff::default();
+        let mut backoff = crate::listener::Backoff::default();
+        let mut failures = 0u32;
         loop {
             let Some(sock) = self.current() else {
                 return Ok(None);
@@ -390,7 +394,9 @@ impl<T: Send + Sync + 'static> Listener<T> {
                 _ = self.slot.stop.cancelled() => return Ok(None),
                 r = op(sock) => match r {
                     Ok(v) => {
-                        backoff.succeeded();
+                        if failures > 0 {
+                            tracing::info!(failures, "accepting again after resource errors");
+                        }
                         return Ok(Some(v));
                     }
                     Err(e) => match accept::classify(&e) {
@@ -398,7 +404,10 @@ impl<T: Send + Sync + 'static> Listener<T> {
                             tracing::debug!(error = %e, "accept: a queued connection failed");
                             continue;
                         }
-                        accept::Kind::Exhausted => backoff.failed(&e),
+                        accept::Kind::Exhausted => {
+                            failures += 1;
+                            backoff.next(&e)
+                        }
                         accept::Kind::Fatal => return Err(e),
                     },
                 },
@@ -423,7 +432,7 @@ impl Listener<::tokio::net::TcpListener> {
     ///
     /// Transient errors never surface: a connection that died in the queue is skipped, and
     /// running out of fds or memory (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`) is logged and
-    /// retried with a back-off of up to 1 s. An error returned here means the listener
+    /// retried with a back-off of up to 0.5 s. An error returned here means the listener
     /// itself is broken.
     pub async fn accept(&self) -> io::Result<Option<(::tokio::net::TcpStream, SocketAddr)>> {
         self.run(|l| async move { l.0.accept().await }).await

@@ -39,6 +39,10 @@ pub struct Builder {
 }
 
 impl Builder {
+    pub(crate) fn hooks_mut(&mut self) -> &mut crate::hooks::Hooks {
+        &mut self.cfg.hooks
+    }
+
     /// The signal that triggers an upgrade (`None`: only the API and control socket).
     pub fn upgrade_signal(mut self, sig: Option<i32>) -> Self {
         self.cfg.upgrade_signal = sig;
@@ -164,6 +168,7 @@ impl Builder {
             .spawn(move || driver.run())
             .map_err(Error::io("starting the control thread"))?;
         tracing::info!(generation, pid = std::process::id(), "exuvia started");
+        crate::stats::gauge("exuvia_generation", generation as f64);
         Ok(Exuvia {
             cfg,
             shared,
@@ -400,6 +405,15 @@ impl Exuvia {
         let _ = self.request(Request::Stop);
     }
 
+    /// Hands the drain's results to the control loop, which passes them to the successor
+    /// (bounded: the process is about to exit).
+    pub(crate) fn report_drained(&self, report: &DrainReport) {
+        let (tx, rx) = mpsc::channel();
+        if self.request(Request::Drained(report.clone(), tx)).is_ok() {
+            let _ = rx.recv_timeout(Duration::from_secs(1));
+        }
+    }
+
     fn request(&self, r: Request) -> Result<(), Error> {
         self.tx.send(r).map_err(|_| Error::ShutDown)?;
         crate::sys::eventfd_signal(self.wake.as_fd());
@@ -418,6 +432,7 @@ impl Exuvia {
         let report = self
             .tracker
             .drain(reason, self.cfg.drain_soft, self.cfg.drain_hard);
+        self.report_drained(&report);
         self.shared
             .life
             .wait_control_answered(crate::lifecycle::CONTROL_ANSWER_WAIT);

@@ -28,11 +28,11 @@ fn the_accept_loop_outlives_emfile() {
     assert!(stdout.contains("served after EMFILE"), "{stdout}\n{stderr}");
     let warned = stderr
         .lines()
-        .filter(|l| l.contains("accept failed: out of a resource"))
+        .filter(|l| l.contains("accept failed for want of resources"))
         .collect::<Vec<_>>();
     assert!(
-        warned.len() >= 2 && warned.iter().all(|l| l.contains("Too many open files")),
-        "the back-off was logged, each time with the error:\n{stderr}"
+        !warned.is_empty() && warned.iter().all(|l| l.contains("Too many open files")),
+        "the back-off was logged with the error:\n{stderr}"
     );
     assert!(
         stderr.contains("accepting again after resource errors"),

@@ -25,6 +25,7 @@ fn sample(version: u32) -> Manifest {
         ],
         state_len: Some(17),
         signal_trigger_us: Some(123_456_789),
+        counters: Vec::new(),
         skipped: Vec::new(),
     }
 }
