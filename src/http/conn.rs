@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -185,6 +185,11 @@ pub(crate) async fn serve<H, S, B>(
     B::Error: Into<BoxError>,
 {
     let conn = socket.conn.clone();
+    let _closed = ClosedLog {
+        conn: conn.clone(),
+        opened: Instant::now(),
+        peer: socket.peer_addr().ok(),
+    };
     let io = match handshake.handshake(socket).await {
         Ok(io) => io,
         Err(e) => {
@@ -205,18 +210,15 @@ pub(crate) async fn serve<H, S, B>(
     ended(http.await)
 }
 
-/// How long an HTTP/2 connection must have completed no response before a GOAWAY may go
-/// out unprompted: a client that has just read a response may have queued its next request
-/// without sending it yet, and a GOAWAY read in the same breath makes it refuse that request
-/// itself (h2load counts it failed). 100 ms is ample for a client to send what it queued.
-const H2_QUIET: Duration = Duration::from_millis(100);
-
 /// From the handover on. HTTP/2: a graceful GOAWAY (streams in flight finish, the client
-/// opens its next stream on a new connection) as soon as a request arrives, or once no
-/// response has completed for [`H2_QUIET`]. HTTP/1: responses say `Connection: close`
-/// (see `lameduck`); a keep-alive connection that stays idle is closed after the idle
-/// grace, one that has sent no request yet only at the soft deadline. Both: at the soft
-/// deadline at the latest. An upgraded connection is no longer hyper's to close.
+/// opens its next stream on a new connection) as soon as a request arrives — its response
+/// waits for the GOAWAY, see `lameduck` — or once no response has completed for the idle
+/// grace. Sent at any other moment, a GOAWAY can reach a client that has just read a
+/// response and queued its next request without sending it yet; such a client refuses that
+/// request itself (h2load counts it failed; gRPC re-sends it). HTTP/1: responses say
+/// `Connection: close`; a keep-alive connection that stays idle is closed after the idle
+/// grace. Both: at the soft deadline at the latest, except a connection that has not sent
+/// its first request yet. An upgraded connection is no longer hyper's to close.
 ///
 /// Returns the connection's result if it ended on its own meanwhile.
 async fn lame_duck<C>(
@@ -232,21 +234,26 @@ where
             return None;
         }
         let wake = if conn.is_h2() {
-            shared.after(conn.last_done(), H2_QUIET)
+            shared.after(conn.last_done(), shared.deadlines.idle_grace)
         } else {
             match conn.idle_since() {
                 Some(since) => shared.after(since, shared.deadlines.idle_grace),
                 None => Instant::now() + shared.deadlines.idle_grace,
             }
         };
+        // A connection that has sent nothing yet waits for its first request whatever the
+        // deadline: its client connected in order to send one, and a client busy elsewhere
+        // can take seconds to get to it (gRPC counts a connection closed before its first
+        // call as a failed connect). The hard deadline still ends it.
+        let fresh = conn.is_fresh();
         let idle_h1 = !conn.is_h2() && conn.idle_since().is_some();
-        if (conn.is_h2() || idle_h1) && Instant::now() >= wake {
+        if !fresh && (conn.is_h2() || idle_h1) && Instant::now() >= wake {
             break;
         }
         tokio::select! {
             r = http.as_mut() => return Some(r),
             _ = conn.goaway_wanted.notified() => break,
-            _ = shared.finish.requested() => break,
+            _ = shared.finish.requested(), if !fresh => break,
             _ = tokio::time::sleep_until(wake.into()) => {}
         }
     }
@@ -258,5 +265,27 @@ where
 fn ended(r: Result<(), BoxError>) {
     if let Err(e) = r {
         tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// One debug line per connection when it is gone, however it ended: what a drain left and
+/// why is readable from the log.
+struct ClosedLog {
+    conn: Arc<ConnState>,
+    opened: Instant,
+    peer: Option<SocketAddr>,
+}
+
+impl Drop for ClosedLog {
+    fn drop(&mut self) {
+        tracing::debug!(
+            peer = ?self.peer,
+            h2 = self.conn.is_h2(),
+            requests = !self.conn.is_fresh(),
+            upgraded = self.conn.is_upgraded(),
+            goaway_or_close = self.conn.goaway_sent.is_cancelled(),
+            open_ms = self.opened.elapsed().as_millis() as u64,
+            "connection closed"
+        );
     }
 }

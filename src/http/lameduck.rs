@@ -77,6 +77,7 @@ pub(crate) struct ConnState {
     /// When the last response was done, on the server clock.
     last_done: AtomicU64,
     h2: AtomicBool,
+    seen: AtomicBool,
     upgraded: AtomicBool,
     /// An HTTP/2 request arrived after the handover: send the GOAWAY now.
     pub goaway_wanted: Notify,
@@ -86,11 +87,15 @@ pub(crate) struct ConnState {
 
 impl ConnState {
     /// `Some(ms)` when no request is in flight and one was answered before: the idle start
-    /// on the server clock. A connection that has sent no request yet is not idle: its
-    /// client has just connected and is about to send.
+    /// on the server clock.
     pub(crate) fn idle_since(&self) -> Option<u64> {
         let last = self.last_done();
         (self.in_flight.load(Ordering::Acquire) == 0 && last > 0).then_some(last)
+    }
+
+    /// No request has arrived yet: the client connected in order to send one.
+    pub(crate) fn is_fresh(&self) -> bool {
+        !self.seen.load(Ordering::Relaxed)
     }
 
     /// When the last response was done (0: none yet).
@@ -153,6 +158,7 @@ where
         if !h1 {
             self.conn.h2.store(true, Ordering::Relaxed);
         }
+        self.conn.seen.store(true, Ordering::Relaxed);
         self.conn.in_flight.fetch_add(1, Ordering::Relaxed);
         let guard = InFlight {
             conn: self.conn.clone(),

@@ -62,14 +62,18 @@ def unary(i, stop_at):
             msg = f"{i}:{n}"
             n += 1
             try:
-                reply = stub.Say(echo_pb2.SayRequest(message=msg), timeout=10)
+                # A generous deadline: on a loaded machine the client itself can stall for
+                # seconds, and a deadline it misses that way says nothing about the server.
+                reply = stub.Say(echo_pb2.SayRequest(message=msg), timeout=30)
             except grpc.RpcError as e:
-                count("calls_failed", f"{e.code()} {e.details()}")
+                count("calls_failed", f"{time.time():.3f} {e.code()} {e.details()}")
                 continue
             if reply.message != msg:
                 count("wrong_answers", f"{msg!r} -> {reply.message!r}")
             else:
                 count("calls_ok")
+            # Paced: 50 callers flat out starve the very client that must answer pings.
+            time.sleep(0.02)
 
 
 def streams(i, stop_at):

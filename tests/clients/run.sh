@@ -7,6 +7,7 @@
 #
 # usage: tests/clients/run.sh [EXAMPLES_DIR]        (default: target/debug/examples)
 # env:   UPGRADES (50)  CONNECTIONS (50)  SPACING (seconds between upgrades, 0.5)
+#        ONLY=axum|tonic runs one of the two servers
 #        EXUVIA_DRAIN_SOFT for the servers (3s: streams are told 3 s after each handover)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -46,7 +47,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 start() {
   local name=$1 deadline=$((SECONDS + 20))
   pidf=$out/$name.pid
-  NO_COLOR=1 RUST_LOG=info "$bin/$name" --listen 127.0.0.1:0 --pid-file "$pidf" \
+  NO_COLOR=1 RUST_LOG=${RUST_LOG:-info} "$bin/$name" --listen 127.0.0.1:0 --pid-file "$pidf" \
     --max-draining 16 2>"$out/$name.log" &
   gens+=($!)
   until [[ -s $pidf ]] && grep -q 'serving addr=' "$out/$name.log"; do
@@ -130,6 +131,7 @@ h2load_runs() {
   done
 }
 
+axum_phase() {
 echo "=== axum: wrk GET, wrk POST, h2load (h2c), websockets; $conns connections each; $upgrades upgrades"
 start axum
 wrk -t1 -c"$conns" -d"${limit}s" --timeout 10s -s $here/check.lua "http://$addr/" >"$out/wrk-get.txt" 2>&1 &
@@ -175,9 +177,12 @@ check websockets $st "$(cat "$out/ws.json" "$out/ws.err")"
 row "websockets" "$(json "$out/ws.json" echoes)" "$upgraded" "$(json "$out/ws.json" failures)" \
   "orderly closes (1001) $(json "$out/ws.json" orderly_closes), reconnects $(json "$out/ws.json" reconnects), abrupt $(json "$out/ws.json" abrupt_closes)"
 
+}
+
+tonic_phase() {
 echo "=== tonic: grpcio unary calls + server streams; $conns + 10 channels; $upgrades upgrades"
 start tonic
-PYTHONPATH=$out/py "$venv/bin/python" $here/grpc_client.py "$addr" "$conns" 10 "$limit" >"$out/grpc.json" 2>"$out/grpc.err" &
+PYTHONPATH=$out/py "$venv/bin/python" $here/grpc_client.py "$addr" "$conns" "${STREAMS:-10}" "$limit" >"$out/grpc.json" 2>"$out/grpc.err" &
 clients+=($!) pys+=($!)
 run_load tonic
 st=0
@@ -194,6 +199,14 @@ row "grpcio server streams" "$(($(json "$g" streams_ok) + $(json "$g" streams_en
   "$upgraded" "$(json "$g" streams_failed)" \
   "status OK: $(json "$g" streams_ok) by count, $(json "$g" streams_ended_by_drain) with a last tick at the drain"
 
+}
+
+case ${ONLY:-both} in
+  both) axum_phase && tonic_phase ;;
+  axum) axum_phase ;;
+  tonic) tonic_phase ;;
+  *) fail "ONLY must be axum or tonic" ;;
+esac
 echo "=== HTTP clients through upgrades (requests: answered requests / calls / echoes / streams)"
 printf '%-24s %10s %9s %7s   %s\n' client requests upgrades errors detail
 printf '%s\n' "${rows[@]}"
