@@ -2,10 +2,9 @@
 streams, each worker on a channel of its own (its own HTTP/2 connection), until SIGTERM (or
 at most DURATION seconds).
 
-No retry policy is configured, so a call that fails is a failed call here. gRPC's
-transparent retry stays on as in every gRPC client: it re-sends only a call that never left
-the client (one the application started as the GOAWAY arrived). GRPC_NO_RETRY=1 turns that
-off too (grpc.enable_retries=0), to count such calls. Every stream must end with status OK; one that ends
+Retries are off (grpc.enable_retries=0: no retry policy and no transparent retry either, which
+would otherwise re-send a call that never left the client because a GOAWAY crossed it), so
+every call that fails is a failed call here. GRPC_RETRY=1 leaves gRPC's defaults on. Every stream must end with status OK; one that ends
 because the server drains says so with a last tick. Prints one JSON line; exits 1 on any
 failure.
 """
@@ -23,7 +22,9 @@ import echo_pb2
 import echo_pb2_grpc
 
 TARGET, UNARY, STREAMS, DURATION = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
-OPTIONS = [("grpc.use_local_subchannel_pool", 1)] + ([("grpc.enable_retries", 0)] if os.environ.get("GRPC_NO_RETRY") else [])
+OPTIONS = [("grpc.use_local_subchannel_pool", 1)]
+if not os.environ.get("GRPC_RETRY"):
+    OPTIONS.append(("grpc.enable_retries", 0))
 TICKS = 200
 lock = threading.Lock()
 stop = threading.Event()

@@ -194,10 +194,10 @@ PY
 check grpcio $st "$(cat "$out/grpc.json"; tail -5 "$out/grpc.err")"
 g=$out/grpc.json
 row "grpcio unary" "$(($(json "$g" calls_ok) + $(json "$g" calls_failed)))" "$upgraded" \
-  "$(($(json "$g" calls_failed) + $(json "$g" wrong_answers)))" "no retry policy (gRPC's transparent retry of never-sent calls: default, on)"
+  "$(($(json "$g" calls_failed) + $(json "$g" wrong_answers)))" "$conns channels, retries off (grpc.enable_retries=0)"
 row "grpcio server streams" "$(($(json "$g" streams_ok) + $(json "$g" streams_ended_by_drain) + $(json "$g" streams_failed)))" \
   "$upgraded" "$(json "$g" streams_failed)" \
-  "status OK: $(json "$g" streams_ok) by count, $(json "$g" streams_ended_by_drain) with a last tick at the drain"
+  "${STREAMS:-10} channels; status OK: $(json "$g" streams_ok) by count, $(json "$g" streams_ended_by_drain) with a last tick at the drain"
 
 }
 
