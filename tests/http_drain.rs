@@ -238,9 +238,17 @@ async fn http2_gets_a_graceful_goaway_and_every_stream_is_answered() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut client = client.ready().await.unwrap();
     let (after, _) = client.send_request(get("/"), true).unwrap();
-    for (resp, want) in [(in_flight, "slow"), (after, "hello")] {
+    for (resp, want) in [(after, "hello"), (in_flight, "slow")] {
         let resp = tokio::time::timeout(BOUND, resp).await.unwrap().unwrap();
         assert_eq!(resp.status(), 200);
+        if want == "hello" {
+            // The GOAWAY came before this response: no stream may be opened any more.
+            let goaway_first = client.clone().ready().await;
+            assert!(
+                goaway_first.is_err(),
+                "the GOAWAY travels ahead of the response"
+            );
+        }
         let mut body = resp.into_body();
         let data = body.data().await.unwrap().unwrap();
         assert_eq!(&data[..], want.as_bytes());

@@ -212,11 +212,12 @@ where
         let guard = this.guard.take();
         let upgrade = resp.status() == StatusCode::SWITCHING_PROTOCOLS
             || (*this.connect && resp.status().is_success());
-        if let Some(g) = &guard {
+        if let (Some(g), true) = (&guard, *this.h1) {
             if upgrade {
-                // The socket now belongs to the handler; the driver must not touch it.
+                // The socket now belongs to the handler; the driver must not touch it. (An
+                // HTTP/2 upgrade is one stream: the connection stays hyper's.)
                 g.conn.upgraded.store(true, Ordering::Relaxed);
-            } else if *this.h1 && g.shared.is_lame() {
+            } else if g.shared.is_lame() {
                 resp.headers_mut()
                     .insert(CONNECTION, HeaderValue::from_static("close"));
             }
