@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::error::{Error, UpgradeError};
 use crate::fds::Registry;
 use crate::generations;
+use crate::handoff::wire::HandOff;
 use crate::join::{JoinWindow, Joined};
 use crate::lifecycle::{DrainReason, Lifecycle, Phase};
 use crate::manifest::Ancestor;
@@ -34,6 +35,10 @@ pub(crate) struct Shared {
     pub life: Arc<Lifecycle>,
     pub registry: Mutex<Registry>,
     pub next_state: Mutex<Option<Arc<Vec<u8>>>>,
+    /// Connections this generation may hand to its successor.
+    pub board: Arc<crate::handoff::Board>,
+    /// Connections this generation adopts from its predecessor.
+    pub adopters: Arc<crate::handoff::Adopters>,
 }
 
 impl Shared {
@@ -62,6 +67,8 @@ pub(crate) struct Inputs {
 
 struct InFlight {
     successor: Successor,
+    /// What the successor said it can do, with its `ready`.
+    caps: Vec<String>,
     triggered: Instant,
     deadline: Instant,
     /// Who started it.
@@ -265,7 +272,7 @@ impl Driver {
         self.life().set_phase(Phase::Serving);
         match &self.predecessor {
             Some(p) => {
-                if let Err(e) = p.send_ready() {
+                if let Err(e) = p.send_ready(self.shared.adopters.any()) {
                     // The predecessor died before it could hand over (the channel is gone):
                     // nobody else holds the listeners now, so this process serves alone.
                     tracing::warn!(error = %e, "the previous generation is gone; taking over alone");
@@ -289,6 +296,8 @@ impl Driver {
                 }
             }
             None => {
+                // Nothing to adopt without a predecessor: end the adoption streams.
+                self.shared.adopters.close();
                 self.take_main();
                 self.notifier
                     .ready(&format!("serving (generation {})", self.generation));
@@ -302,6 +311,7 @@ impl Driver {
     fn take_main(&mut self) {
         self.main = true;
         self.took_over = true;
+        self.shared.adopters.close();
         if let Some(path) = &self.cfg.pid_file {
             if let Err(e) = pidfile::write(path) {
                 tracing::warn!(path = %path.display(), error = %e, "could not write the pid file");
@@ -331,12 +341,15 @@ impl Driver {
                     tracing::debug!(message = %m, "unexpected message from the draining previous generation");
                     self.predecessor = None;
                 }
-                FromPredecessor::Nothing | FromPredecessor::Complete => {}
+                FromPredecessor::Nothing
+                | FromPredecessor::Complete
+                | FromPredecessor::HandOff(..) => {}
             }
             return;
         }
         match event {
             FromPredecessor::Nothing => return,
+            FromPredecessor::HandOff(h, fds) => return self.on_offer(h, fds),
             FromPredecessor::Complete => {
                 tracing::info!("handover complete: this generation is the only one accepting");
                 // This process exists because that handover succeeded; the counters it
@@ -362,6 +375,50 @@ impl Driver {
         self.take_main();
         if let Some(w) = self.deferred.take() {
             self.trigger(w);
+        }
+    }
+
+    /// The predecessor's hand-off of live connections (see [`crate::handoff`]).
+    fn on_offer(&mut self, h: HandOff, fds: Vec<OwnedFd>) {
+        let Some(p) = &self.predecessor else { return };
+        match h {
+            HandOff::Offer { batch, conns } => {
+                let n = conns.len();
+                let answers = self.shared.adopters.offer(batch, conns, fds);
+                let accepted = answers.iter().filter(|a| a.is_ok()).count();
+                tracing::info!(
+                    phase = "hand over",
+                    batch,
+                    offered = n,
+                    accepted,
+                    "live connections offered"
+                );
+                if let Err(e) = p.send_handoff(&HandOff::Verdict { batch, answers }) {
+                    tracing::warn!(error = %e, "could not answer the offer; the predecessor keeps them");
+                    self.shared.adopters.abort(batch);
+                }
+            }
+            HandOff::Commit(batch) => {
+                let n = self.shared.adopters.commit(batch);
+                stats().add(Counter::ConnectionsHandedOver, n as u64);
+                tracing::info!(
+                    phase = "hand over",
+                    batch,
+                    adopted = n,
+                    "live connections adopted"
+                );
+            }
+            HandOff::Abort(batch) => {
+                tracing::info!(
+                    phase = "hand over",
+                    batch,
+                    "the predecessor kept the offered connections"
+                );
+                self.shared.adopters.abort(batch);
+            }
+            HandOff::Verdict { .. } => {
+                tracing::warn!("a verdict from the predecessor makes no sense; ignored");
+            }
         }
     }
 
@@ -423,6 +480,7 @@ impl Driver {
                     .extend_timeout(self.cfg.ready_timeout + Duration::from_secs(5));
                 self.inflight = Some(InFlight {
                     successor,
+                    caps: Vec::new(),
                     triggered,
                     deadline: triggered + self.cfg.ready_timeout,
                     asked_by: waiter,
@@ -481,18 +539,21 @@ impl Driver {
         let pid = f.successor.pid;
         let exited = f.successor.exited();
         let outcome = match f.successor.answer() {
-            Answer::Ready if !exited => Ok(()),
+            Answer::Ready(caps) if !exited => Ok(caps),
             // Handing over to a dead process would leave nobody serving.
-            Answer::Ready => Err(UpgradeError::DiedAfterReady { pid }),
+            Answer::Ready(_) => Err(UpgradeError::DiedAfterReady { pid }),
             Answer::Failed(reason) => Err(UpgradeError::Failed { pid, reason }),
             Answer::Malformed(message) if !exited => Err(UpgradeError::Protocol { pid, message }),
             Answer::Gone | Answer::Malformed(_) => Err(UpgradeError::Exited { pid }),
         };
-        let Some(f) = self.inflight.take() else {
+        let Some(mut f) = self.inflight.take() else {
             return;
         };
         match outcome {
-            Ok(()) => self.hand_over(f),
+            Ok(caps) => {
+                f.caps = caps;
+                self.hand_over(f)
+            }
             Err(e) => self.fail(Some(f.successor), f.asked_by, f.joined, e),
         }
     }
@@ -575,15 +636,38 @@ impl Driver {
     /// **hand over**: make the successor main, stop accepting, let go of every listener.
     fn hand_over(&mut self, f: InFlight) {
         let ready_at = Instant::now();
+        // Live connections first, while this generation still accepts: if the successor dies
+        // during the transfer, this generation has given up nothing else and serves on.
+        let handed = if f
+            .caps
+            .iter()
+            .any(|c| c == crate::predecessor::CAP_CONNECTIONS)
+        {
+            let deadline = Instant::now() + self.cfg.handoff_timeout;
+            crate::handoff::give(&self.shared.board, &f.successor.channel, deadline)
+        } else {
+            // The successor adopts nothing: connections stay here and drain.
+            crate::handoff::GiveReport::default()
+        };
+        if handed.offered > 0 {
+            tracing::info!(
+                phase = "hand over",
+                offered = handed.offered,
+                handed_over = handed.handed_over,
+                kept = handed.kept,
+                "live connections handed over"
+            );
+        }
+        if f.successor.exited() {
+            let pid = f.successor.pid;
+            return self.fail(
+                Some(f.successor),
+                f.asked_by,
+                f.joined,
+                UpgradeError::DiedAfterReady { pid },
+            );
+        }
         let s = &f.successor;
-        let status = format!(
-            "generation {} (pid {}) serving; generation {} (pid {}) draining",
-            self.generation + 1,
-            s.pid,
-            self.generation,
-            std::process::id()
-        );
-        self.notifier.handed_over(s.pid, s.pidfd.as_fd(), &status);
         self.main = false;
         self.next_watchdog = None;
         self.control = None;
@@ -593,6 +677,14 @@ impl Driver {
         if !all_closed {
             tracing::warn!("a listener was still held by the service 1 s after the handover");
         }
+        let status = format!(
+            "generation {} (pid {}) serving; generation {} (pid {}) draining",
+            self.generation + 1,
+            s.pid,
+            self.generation,
+            std::process::id()
+        );
+        self.notifier.handed_over(s.pid, s.pidfd.as_fd(), &status);
         if let Err(e) = s.send_complete() {
             tracing::debug!(error = %e, "successor did not take the completion message");
         }

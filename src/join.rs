@@ -66,18 +66,19 @@ impl JoinWindow {
     }
 
     /// A control request asks at `now`; the window is claimed (closed) either way, so one
-    /// signal answers at most one request.
+    /// signal answers at most one request. A signal's upgrade still *running* is joined
+    /// whatever its age (on a loaded machine `ExecReload=` can start seconds after the
+    /// signal, and two upgrades for one reload would be wrong); a *finished* one only within
+    /// [`JOIN_WINDOW`], so a later, separate reload still upgrades.
     pub(crate) fn claim(&mut self, now: Instant) -> Joined {
-        match self
-            .open
-            .take()
-            .filter(|w| now.saturating_duration_since(w.triggered) <= JOIN_WINDOW)
-        {
-            Some(Window {
-                verdict: Some(v), ..
-            }) => Joined::Finished(v),
+        match self.open.take() {
             Some(Window { verdict: None, .. }) => Joined::Running,
-            None => Joined::Nothing,
+            Some(Window {
+                verdict: Some(v),
+                triggered,
+                ..
+            }) if now.saturating_duration_since(triggered) <= JOIN_WINDOW => Joined::Finished(v),
+            _ => Joined::Nothing,
         }
     }
 

@@ -60,6 +60,7 @@ mod fds;
 #[doc(hidden)]
 pub mod fuzzing;
 mod generations;
+pub mod handoff;
 mod hooks;
 #[cfg(feature = "hyper")]
 pub mod http;

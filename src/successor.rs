@@ -45,7 +45,8 @@ pub(crate) struct Successor {
 /// What the successor said.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Answer {
-    Ready,
+    /// With the capabilities the successor announced.
+    Ready(Vec<String>),
     Failed(String),
     Gone,
     Malformed(String),
@@ -156,7 +157,7 @@ impl Successor {
     /// Reads one answer; call when the channel is readable.
     pub(crate) fn answer(&self) -> Answer {
         match self.channel.recv_msg(Some(std::time::Duration::ZERO)) {
-            Ok(Some(Ok(Message::Ready { .. }))) => Answer::Ready,
+            Ok(Some(Ok(Message::Ready { caps }))) => Answer::Ready(caps),
             Ok(Some(Ok(Message::Failed(reason)))) => Answer::Failed(reason),
             Ok(Some(Ok(other))) => Answer::Malformed(format!("{other:?}")),
             Ok(Some(Err(text))) => Answer::Malformed(text),

@@ -69,6 +69,21 @@ impl Builder {
         self
     }
 
+    /// How long the old generation may spend handing live connections to its successor
+    /// (default 2 s; see [`crate::handoff`]). What is not handed over in time drains.
+    pub fn handoff_timeout(mut self, d: Duration) -> Self {
+        self.cfg.handoff_timeout = d;
+        self
+    }
+
+    /// Bounds on what this generation adopts from its predecessor: at most `connections`
+    /// connections and `bytes` of their state (defaults 10 000 and 64 MiB). Beyond them the
+    /// predecessor keeps the rest and drains them.
+    pub fn adopt_limits(mut self, connections: usize, bytes: usize) -> Self {
+        self.cfg.adopt_limits = (connections, bytes);
+        self
+    }
+
     /// How many old generations may drain at once; beyond it the oldest is cut.
     pub fn max_draining(mut self, n: usize) -> Self {
         self.cfg.max_draining = n.max(1);
@@ -146,6 +161,8 @@ impl Builder {
             life,
             registry: Mutex::new(registry),
             next_state: Mutex::new(None),
+            board: crate::handoff::Board::new().map_err(Error::io("creating an eventfd"))?,
+            adopters: crate::handoff::Adopters::new(cfg.adopt_limits.0, cfg.adopt_limits.1),
         });
         let (tx, rx) = mpsc::channel();
         let wake = Arc::new(crate::sys::eventfd().map_err(Error::io("creating eventfd"))?);
@@ -418,6 +435,26 @@ impl Exuvia {
         self.tx.send(r).map_err(|_| Error::ShutDown)?;
         crate::sys::eventfd_signal(self.wake.as_fd());
         Ok(())
+    }
+
+    /// Marks a connection accepted on `listener` as one this generation may hand to its
+    /// successor at the next upgrade (see [`crate::handoff`]).
+    pub fn transferable(&self, listener: &str) -> crate::handoff::Transferable {
+        self.shared.board.transferable(listener)
+    }
+
+    /// Adopts live connections of `listener` that the predecessor hands over, in state
+    /// versions `versions`. Call it before [`ready`](Self::ready): the offers come right after.
+    /// The stream ends once the handover is complete (at once for a first generation).
+    pub fn adopt(
+        &self,
+        listener: &str,
+        versions: std::ops::RangeInclusive<u32>,
+    ) -> Result<crate::handoff::Adoptions, Error> {
+        if self.phase() != Phase::Starting {
+            return Err(Error::AlreadyReady);
+        }
+        Ok(self.shared.adopters.register(listener, versions))
     }
 
     /// The connection tracker the blocking drain waits for.

@@ -1,9 +1,12 @@
 //! `exuvia check` and `exuvia demo` as a user runs them: the real binary, real example
 //! servers and deliberately broken python services (tests/fixtures/check/), all on loopback.
 //! Each run is short (2 reloads, 250 ms apart) and killed if it overruns its bound.
+//! The load modes and retry flags run against in-test servers (`check/modes.rs`).
 #![cfg(feature = "cli")]
 
 mod common;
+#[path = "check/modes.rs"]
+mod modes;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -131,7 +134,7 @@ fn n(v: &Value) -> u64 {
 fn assert_pass(run: &Run) {
     assert_eq!(run.code, 0, "{}", run.show());
     let j = run.json();
-    assert_eq!(j["schema"], 1);
+    assert_eq!(j["schema"], 2);
     assert_eq!(j["mode"], "simulator");
     assert_eq!(j["pass"], true, "{}", run.show());
     assert!(n(&j["load"]["ok"]) > 0, "{}", run.show());
@@ -417,6 +420,18 @@ fn a_service_that_never_gets_ready_is_stopped() {
 /// `--unit` against a fake systemctl (tests/fixtures/check/bin) that starts in `active` state
 /// and reloads as `mode` says; the load goes to `target`, a plain echo server.
 fn unit_check(tag: &str, target: &str, mode: &str, active: &str, reloads: &str) -> Run {
+    unit_check_with(tag, target, mode, active, reloads, &[])
+}
+
+/// [`unit_check`] with more `exuvia check` arguments.
+fn unit_check_with(
+    tag: &str,
+    target: &str,
+    mode: &str,
+    active: &str,
+    reloads: &str,
+    extra: &[&str],
+) -> Run {
     python3();
     let s = Scratch::new(tag);
     let state = s.path("state.json");
@@ -430,19 +445,21 @@ fn unit_check(tag: &str, target: &str, mode: &str, active: &str, reloads: &str) 
         fixture("bin").display(),
         std::env::var("PATH").unwrap_or_default()
     );
+    let mut args = vec![
+        "--unit",
+        "fake.service",
+        "--target",
+        target,
+        "--reloads",
+        reloads,
+        "--interval",
+        "200ms",
+    ];
+    args.extend_from_slice(extra);
     exuvia(
         &s,
         "check",
-        &[
-            "--unit",
-            "fake.service",
-            "--target",
-            target,
-            "--reloads",
-            reloads,
-            "--interval",
-            "200ms",
-        ],
+        &args,
         &[
             ("PATH", &path),
             ("FAKE_SYSTEMCTL_STATE", state.to_str().unwrap()),
@@ -510,6 +527,76 @@ fn unit_mode_fails_reloads_that_restart_or_fail() {
 }
 
 #[test]
+fn unit_mode_in_place_wants_the_same_main_pid() {
+    let (_s, svc) = echo_server("check-unit-echo-in-place");
+    let target = format!("tcp:{}", svc.addr);
+    let kept = unit_check_with(
+        "check-in-place-ok",
+        &target,
+        "in-place",
+        "active",
+        "2",
+        &["--in-place"],
+    );
+    let moved = unit_check_with(
+        "check-in-place-moved",
+        &target,
+        "handover",
+        "active",
+        "1",
+        &["--in-place"],
+    );
+    let restarted = unit_check_with(
+        "check-in-place-restart",
+        &target,
+        "restart",
+        "active",
+        "1",
+        &["--in-place"],
+    );
+    svc.stop();
+    assert_eq!(kept.code, 0, "{}", kept.show());
+    let j = kept.json();
+    assert_eq!(j["reload_method"], "systemctl-reload-in-place");
+    assert_eq!(n(&j["main_pid_changes"]), 0);
+    assert_eq!(j["reloads"].as_array().map(Vec::len), Some(2));
+    assert_eq!(n(&j["load"]["failed"]), 0);
+    assert_eq!(moved.code, 1, "{}", moved.show());
+    assert_eq!(moved.json()["reloads"][0]["failure"], "main-pid-changed");
+    assert_eq!(restarted.code, 1, "{}", restarted.show());
+    assert_eq!(restarted.json()["reloads"][0]["failure"], "restarted");
+}
+
+#[test]
+fn in_place_needs_unit_and_listen_names_are_unique() {
+    let s = Scratch::new("check-in-place-bad");
+    let run = check(
+        &s,
+        &[
+            "--in-place",
+            "--listen",
+            "echo=tcp:127.0.0.1:0",
+            "--",
+            "true",
+        ],
+    );
+    assert_bad_input(&run, "use it with --unit NAME");
+    let run = check(
+        &s,
+        &[
+            "--listen",
+            "echo=tcp:127.0.0.1:0",
+            "--listen",
+            "echo=tcp:127.0.0.1:0",
+            "--",
+            "true",
+        ],
+    );
+    assert_bad_input(&run, "--listen name \"echo\" is given twice");
+    assert_eq!(run.stderr.trim().lines().count(), 1, "{}", run.show());
+}
+
+#[test]
 fn unit_mode_refuses_an_inactive_unit() {
     let run = unit_check(
         "check-unit-inactive",
@@ -551,4 +638,24 @@ fn demo_shows_no_failure_for_exuvia_and_failures_for_a_naive_restart() {
     );
     assert!(run.stdout.contains("exuvia: 0 failed of"), "{}", run.show());
     assert!(run.stdout.contains("naive restart:"), "{}", run.show());
+    // The long-lived connection: handed to every new generation by exuvia, cut by a restart.
+    assert_eq!(
+        j["exuvia"]["long_lived"]["long_lived_survived"],
+        true,
+        "{}",
+        run.show()
+    );
+    assert_eq!(n(&j["exuvia"]["long_lived"]["failed"]), 0);
+    assert_eq!(
+        j["naive"]["long_lived"]["long_lived_survived"],
+        false,
+        "{}",
+        run.show()
+    );
+    let row = run
+        .stdout
+        .lines()
+        .find(|l| l.contains("long-lived connection"))
+        .unwrap_or_default();
+    assert!(row.contains("kept") && row.contains("broken"), "{row}");
 }

@@ -230,6 +230,21 @@ fn wait_log_count(svc: &Service, needle: &str, more_than: usize) {
     }
 }
 
+/// SIGSTOP, and wait until the process really is stopped (delivery is asynchronous).
+fn stop(pid: i32) {
+    signal(pid, libc::SIGSTOP);
+    let deadline = Instant::now() + T;
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat.rfind(')').and_then(|i| stat[i + 2..].chars().next());
+        if state == Some('T') {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{pid} did not stop: {stat}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 fn alive_generations(svc: &Service) -> Vec<i32> {
     svc.pids().iter().copied().filter(|p| alive(*p)).collect()
 }
@@ -275,7 +290,7 @@ fn sigkill_of_either_generation_at_each_step_leaves_exactly_one_serving() {
     let load = echo_load(svc.target(), 4, Duration::from_secs(120));
     let readies = svc.count_log(readied);
     let old = slow_upgrade(&svc, &fail);
-    signal(old, libc::SIGSTOP);
+    stop(old);
     wait_log_count(&svc, readied, readies);
     signal(old, libc::SIGKILL);
     let new = svc
@@ -296,7 +311,7 @@ fn sigkill_of_either_generation_at_each_step_leaves_exactly_one_serving() {
     let load = echo_load(svc.target(), 4, Duration::from_secs(120));
     let readies = svc.count_log(readied);
     let old = slow_upgrade(&svc, &fail);
-    signal(old, libc::SIGSTOP);
+    stop(old);
     wait_log_count(&svc, readied, readies);
     let successor = svc
         .log_lines()
@@ -313,6 +328,9 @@ fn sigkill_of_either_generation_at_each_step_leaves_exactly_one_serving() {
         .expect("successor pid in the log");
     signal(successor, libc::SIGKILL);
     assert!(wait_dead(successor, T));
+    // A leader shows as a zombie before its other threads have exited; its pidfd reports
+    // the exit only once they have. Let that happen before the old process looks.
+    std::thread::sleep(Duration::from_millis(100));
     signal(old, libc::SIGCONT);
     wait_log_count(&svc, "died right after it said ready", 0);
     assert_eq!(svc.pid(), Some(old));

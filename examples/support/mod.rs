@@ -185,6 +185,19 @@ pub fn maybe_fail(args: &Args, generation: u64) {
     }
 }
 
+/// The state versions a generation adopts: `ours`, unless the test hook's fail file says
+/// `state-version N` (a successor built with another state format), from generation 2 on.
+pub fn adopted_versions(args: &Args, generation: u64, ours: u32) -> std::ops::RangeInclusive<u32> {
+    let theirs = args
+        .fail_file
+        .as_ref()
+        .filter(|_| generation >= 2)
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|s| s.trim().strip_prefix("state-version ")?.parse().ok());
+    let v = theirs.unwrap_or(ours);
+    v..=v
+}
+
 /// The answer to a line: the line itself, except `VERSION`.
 pub fn answer(example: &str, line: &str) -> String {
     if line == "VERSION" {

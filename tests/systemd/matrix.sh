@@ -1,33 +1,39 @@
 #!/usr/bin/env bash
-# The real-systemd matrix CI runs on every commit: the example service with
-# the units `exuvia unit` generates, under systemd 254 (bookworm-backports),
-# 257 (trixie) and the newest (sid) in nspawn, the systemd-252 fallback units
-# on bookworm, the developer harness (test units, negative controls) on
-# trixie, and one scenario in a qemu VM. Writes the table to
-# target/systemd-tests/summary.md and prints every stage's time.
+# The real-systemd matrix CI runs on every commit, entirely through `exuvia vm` — the command
+# users run (docs/ci.md), with the example's binaries and units as its inputs:
+#   - the units `exuvia unit` generates, every scenario, under systemd 252 (bookworm, the
+#     systemd-252 units), 254 (bookworm-backports), 257 (trixie) and the newest (sid), with
+#     no exuvia CLI in the containers (the service binary is its own reload client);
+#   - the bare test units (plain Type=notify-reload, no ExecReload=) on trixie;
+#   - negative controls that must make `exuvia vm` fail: a service that restarts instead of
+#     reloading, one that never hands over, one killed on reload, an alien single-fork main;
+#   - a service that does not use exuvia (python, reloads in place) and Debian's nginx
+#     (informational: its numbers are reported, see tests/systemd/README.md);
+#   - one scenario in a qemu VM.
+# Writes the table to target/systemd-tests/summary.md and prints every stage's time.
 #
-# Usage: matrix.sh [--profile debug|release] [--no-build] [--no-vm]
-#                  [--suites "bookworm-backports trixie sid"] [--vm-reloads 20]
-# Env: EXUVIA_CACHE (rootfs/images, kept between runs), RELOADS (default 50).
-# Exit 0 iff every run passed.
+# Usage: matrix.sh [--profile debug|release] [--no-build] [--no-vm] [--reloads 50]
+#                  [--systemd 252,254,257,262]
+# Env: EXUVIA_CACHE (rootfs cache, kept between runs). Exit 0 iff every run went as required.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-profile=debug build=1 vm=1 suites="bookworm-backports trixie sid" vm_reloads=20
+profile=debug build=1 vm=1 reloads=50 versions=252,254,257,262
 while (($#)); do
   case $1 in
     --profile) profile=$2; shift 2 ;;
     --no-build) build=0; shift ;;
     --no-vm) vm=0; shift ;;
-    --suites) suites=$2; shift 2 ;;
-    --vm-reloads) vm_reloads=$2; shift 2 ;;
+    --reloads) reloads=$2; shift 2 ;;
+    --systemd) versions=$2; shift 2 ;;
     *) echo "matrix.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
-[[ $(id -u) == 0 ]] || { echo "matrix.sh: needs root (nspawn, qemu, apt)" >&2; exit 2; }
+[[ $(id -u) == 0 ]] || { echo "matrix.sh: needs root (exuvia vm: nspawn, qemu, apt)" >&2; exit 2; }
 target=${CARGO_TARGET_DIR:-$repo/target}
 out=$target/systemd-tests
-mkdir -p "$out"
+rm -rf "$out/logs" "$out/reports"
+mkdir -p "$out/logs" "$out/reports"
 results=$out/results.tsv
 : >"$results"
 t_all=$(date +%s.%N)
@@ -47,49 +53,121 @@ stage() {
   ((rc == 0)) || failed=$((failed + 1))
 }
 
-for s in $suites bookworm; do
-  stage "rootfs $s" "$here/rootfs.sh" "$s"
-done
-((vm)) && stage "rootfs trixie + kernel" "$here/rootfs.sh" trixie --kernel
+command -v jq >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends jq </dev/null
 if ((build)); then
   flag=--release
   [[ $profile == debug ]] && flag=
   stage "cargo build ($profile)" bash -c "cd '$repo' && cargo build $flag --examples --bin exuvia"
 fi
+bin=$target/$profile
+E=$bin/exuvia
 
-for s in $suites; do
-  sets=shipped
-  # The developer harness (test units, variants, negative controls) once.
-  [[ $s == trixie ]] && sets=core,shipped
-  stage "nspawn $s ($sets)" "$here/run-all.sh" --impl real --profile "$profile" --no-build --suite "$s" --set "$sets"
-done
-stage "nspawn bookworm (shipped252)" "$here/run-all.sh" --impl real --profile "$profile" --no-build \
-  --suite bookworm --set shipped252
-
-vm_run() {
-  local payload=$out/payload-real log=$out/vm-trixie-reload.log t rc=0
-  t=$(date +%s.%N)
-  "$here/payload.sh" --impl real --target-dir "$target" --profile "$profile" "$payload" >/dev/null
-  # Generous: TCG runs guest code ~10x slower (vm-feasibility.md §3).
-  "$here/run.sh" --runner vm --suite trixie --payload "$payload" --scenario reload50 --variant shipped \
-    --setenv "RELOADS=$vm_reloads" --timeout 900 --log "$log" 2>&1 | tee "$out/vm-trixie-reload.out" || rc=$?
-  local ver
-  ver=$(sed -n 's/^INFO systemd=systemd \([^ ]* [^ ]*\).*/\1/p' "$log" | tr -d '\r' | head -1)
-  "$here/summary.sh" row "vm:trixie (qemu $(qemu-system-x86_64 --version | awk 'NR==1{print $4}'))" "${ver:-?}" \
-    "shipped-reload$vm_reloads" "$rc" "$(secs "$t")" "$out/vm-trixie-reload.out" >>"$results"
+# The units, generated exactly as a user would (docs/ci.md); tests/units.rs keeps units/
+# byte-identical to this output.
+gen_units() {
+  rm -rf "$out/units"
+  "$E" unit --config "$repo/units/exuvia-echo.toml" --out "$out/units" --force
+  "$E" unit --config "$repo/units/exuvia-echo.toml" --systemd 252 --out "$out/units/252" --force
+}
+stage "exuvia unit (generate)" gen_units
+# Every rootfs the runs below boot, built (once; cached) side by side: a cold build mostly
+# waits for the mirror. Each build holds its own lock; the logs say which one failed.
+rootfs_all() {
+  local -a pids=() names=()
+  local v rc=0 i
+  IFS=, read -r -a vs <<<"$versions"
+  vs+=("trixie --package nginx")
+  ((vm)) && vs+=("trixie --kernel")
+  for v in "${vs[@]}"; do
+    # shellcheck disable=SC2086 # v carries the suite and its options
+    "$E" vm rootfs $v >"$out/logs/rootfs-${v// /_}.log" 2>&1 &
+    pids+=($!) names+=("$v")
+  done
+  for i in "${!pids[@]}"; do
+    if wait "${pids[$i]}"; then
+      echo "rootfs ${names[$i]}: $(tail -1 "$out/logs/rootfs-${names[$i]// /_}.log")"
+    else
+      rc=1
+      echo "rootfs ${names[$i]} FAILED:" >&2
+      tail -5 "$out/logs/rootfs-${names[$i]// /_}.log" >&2
+    fi
+  done
   return "$rc"
 }
-((vm)) && stage "qemu vm trixie (reload$vm_reloads)" vm_run
+stage "rootfs ($versions, trixie+nginx$( ((vm)) && echo ", trixie+kernel"); in parallel)" rootfs_all
+
+# vm_run NAME EXPECT [exuvia vm args...]: one `exuvia vm` run; EXPECT pass (exit 0), fail
+# CHECKS (exit 1 and a check matching the regex CHECKS failed: a negative control), or info
+# (exit 0 or 1: the numbers are the result).
+vm_run() {
+  local name=$1 expect=$2 want='' rc=0
+  shift 2
+  [[ $expect == fail ]] && { want=$1; shift; }
+  local json=$out/reports/$name.json
+  "$E" vm --json "$json" --log-dir "$out/logs/$name" "$@" 2>&1 | tee "$out/reports/$name.out" >&2 || rc=${PIPESTATUS[0]}
+  "$here/summary.sh" rows "$name" "$expect" "$rc" "$json" >>"$results"
+  case $expect in
+    pass) return "$rc" ;;
+    info) [[ $rc == 0 || $rc == 1 ]] && [[ -s $json ]] ;;
+    fail)
+      [[ $rc == 1 ]] || { echo "matrix: negative control $name: exit $rc, want 1" >&2; return 1; }
+      jq -e --arg re "$want" '[.versions[].scenarios[].failed_checks[] | select(test($re))] | length > 0' "$json" >/dev/null ||
+        { echo "matrix: negative control $name did not fail a check matching '$want'" >&2; return 1; }
+      ;;
+  esac
+}
+
+echo_args=(--binary "$bin/examples/echo" --new-binary "$bin/examples/echo_sync"
+  --probe VERSION --probe-new '^exuvia-example echo_sync ')
+stage "exuvia vm $versions (generated units, all scenarios)" vm_run shipped pass "${echo_args[@]}" --absent /usr/local/bin/exuvia \
+  --unit "$out/units/exuvia-echo.service" --unit "$out/units/exuvia-echo.socket" \
+  --unit "252=$out/units/252/exuvia-echo.service" --unit "252=$out/units/252/exuvia-echo.socket" \
+  --systemd "$versions" --scenarios all --reloads "$reloads"
+
+u=$here/units
+stage "exuvia vm trixie (bare test units)" vm_run plain pass "${echo_args[@]}" --absent /usr/local/bin/exuvia \
+  --unit "$u/exuvia-echo.service" --unit "$u/exuvia-echo.socket" --scenarios reload,broken --reloads 20
+
+# Negative controls: each must make `exuvia vm` fail, on the named check.
+negatives() {
+  local rc=0
+  vm_run negative-restart fail 'check_unit' --binary "$bin/examples/echo" \
+    --unit "$u/restart-on-reload/exuvia-echo.service" --unit "$u/exuvia-echo.socket" --reloads 3 || rc=1
+  vm_run negative-no-handover fail 'check_unit' --binary "$here/foreign/inplace-echo.py" \
+    --unit "$here/foreign/inplace-echo.service" --unit "$here/foreign/inplace-echo.socket" --reloads 3 || rc=1
+  vm_run negative-kill9 fail 'check_unit' --binary "$bin/examples/echo" \
+    --unit "$u/kill-on-reload/exuvia-echo.service" --unit "$u/exuvia-echo.socket" --reloads 5 || rc=1
+  # The load client must have seen the killed requests, not only systemd's bookkeeping.
+  jq -e '.versions[0].scenarios[0].failed > 0' "$out/reports/negative-kill9.json" >/dev/null ||
+    { echo "matrix: negative-kill9 saw no failed request" >&2; rc=1; }
+  # A successor spawned by a plain fork is an "alien" main: systemd SIGKILLs it on stop.
+  vm_run negative-alien-stop fail 'b_exited_itself_main|b_no_sigkill' --binary "$here/standin/echo-standin.py" \
+    --unit "$u/exuvia-echo.service" --unit "$u/exuvia-echo.socket" --env STANDIN_SINGLE_FORK=1 --scenarios stop || rc=1
+  return "$rc"
+}
+stage "negative controls (trixie)" negatives
+
+stage "foreign: python, in place (trixie)" vm_run python-in-place pass --binary "$here/foreign/inplace-echo.py" \
+  --unit "$here/foreign/inplace-echo.service" --unit "$here/foreign/inplace-echo.socket" --in-place \
+  --scenarios reload,sigkill --reloads 20
+# nginx reloads in place (new workers, same master); its unit, its package. Informational:
+# what it shows is a property of nginx, reported in the table (README.md).
+stage "foreign: Debian nginx (trixie, informational)" vm_run nginx info --package nginx \
+  --service nginx.service --target tcp:127.0.0.1:80 --mode http --in-place --reloads 20
+
+((vm)) && stage "qemu vm trixie (reload 20)" vm_run qemu pass "${echo_args[@]}" --absent /usr/local/bin/exuvia \
+  --unit "$out/units/exuvia-echo.service" --unit "$out/units/exuvia-echo.socket" --systemd 257 \
+  --reloads 20 --vm
 
 {
-  "$here/summary.sh" render "$results" "real-systemd matrix ($(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?'), profile $profile)"
+  "$here/summary.sh" render "$results" "real-systemd matrix via exuvia vm ($(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?'), profile $profile)"
   echo
   echo "| stage | seconds | load avg after (1/5/15 min) | result |"
   echo "|---|--:|---|---|"
   printf '%s\n' "${stages[@]}"
   echo "| **total** | $(secs "$t_all") | $(loadavg) | $([[ $failed == 0 ]] && echo ok || echo "$failed stage(s) failed") |"
   echo
-  echo "Machine: $(nproc) cores. Logs: target/systemd-tests/SUITE-NAME.log (full console of each boot)."
+  echo "Machine: $(nproc) cores. Console logs: target/systemd-tests/logs/RUN/SUITE-SCENARIO.log; reports: target/systemd-tests/reports/RUN.json."
 } >"$out/summary.md"
 cat "$out/summary.md"
 ((failed == 0))

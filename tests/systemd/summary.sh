@@ -1,33 +1,35 @@
 #!/usr/bin/env bash
-# The matrix table: one row per (suite, scenario) run, rendered as markdown.
+# The matrix table: one row per (systemd version, run, scenario), rendered as markdown.
 #
-# Why a file of rows: each run-all.sh invocation (one suite) and the VM run
-# append rows as they finish, so a partial or failed CI run still shows what
-# ran; `render` turns them into the table .ci/run prints at the end.
+# Why a file of rows: each `exuvia vm` run of matrix.sh appends its rows as it finishes, so a
+# partial or failed CI run still shows what ran; `render` turns them into the table .ci/run
+# prints at the end.
 #
-# Usage: summary.sh row SUITE SYSTEMD NAME RC SECONDS RUN_OUTPUT >> results.tsv
+# Usage: summary.sh rows RUN EXPECT RC REPORT_JSON >> results.tsv
+#          EXPECT: pass | fail (a negative control) | info (numbers reported, never fails)
 #        summary.sh render RESULTS_TSV [TITLE]      (markdown on stdout)
-# Row columns (tab-separated): suite systemd name verdict seconds requests
-# failed reloads p50_ms p99_ms. Numbers come from the driver's
-# `RESULT metric=summary` line; "-" where a run never got that far.
+# Row columns (tab-separated): suite systemd run/scenario verdict seconds requests failed
+# retried reloads p50_ms p99_ms. Numbers come from `exuvia vm --json`; "-" where a run never
+# got that far.
 set -euo pipefail
 
-row() {
-  local suite=$1 systemd=$2 name=$3 rc=$4 secs=$5 out=$6 line verdict
-  line=$(grep -ho 'RESULT metric=summary .*' "$out" 2>/dev/null | tail -1 || true)
-  get() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" ${line#RESULT metric=summary}"; }
-  if [[ $name == negative-* ]]; then
-    # A negative control passes by failing the check it targets.
-    verdict=$([[ $rc == 0 ]] && echo "pass (failed as required)" || echo "FAIL (control not caught)")
-  else
-    verdict=$([[ $rc == 0 ]] && echo pass || echo FAIL)
+rows() {
+  local run=$1 expect=$2 rc=$3 json=$4 label
+  case $expect in
+    pass) label='' ;;
+    fail) label=$([[ $rc == 1 ]] && echo "pass (failed as required)" || echo "FAIL (control not caught)") ;;
+    info) label=$([[ $rc == 0 || $rc == 1 ]] && echo "reported" || echo "FAIL (no report)") ;;
+  esac
+  if [[ ! -s $json ]]; then
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' - - "$run" "${label:-FAIL (exit $rc)}" - - - - - - -
+    return
   fi
-  local req fail rel p50 p99
-  req=$(get requests) fail=$(get failed) rel=$(get reloads) p50=$(get p50_ms) p99=$(get p99_ms)
-  [[ ${p50:--1} == -1 ]] && p50=-
-  [[ ${p99:--1} == -1 ]] && p99=-
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$suite" "$systemd" "$name" "$verdict" "$secs" \
-    "${req:--}" "${fail:--}" "${rel:--}" "$p50" "$p99"
+  jq -r --arg run "$run" --arg lab "$label" '
+    .versions[] as $v | $v.scenarios[] |
+    [$v.suite, $v.systemd, "\($run)/\(.name)",
+     (if $lab != "" then "\($lab): \(.verdict)" elif .pass then "pass" elif .verdict == "fail" then "FAIL" else "FAIL: \(.verdict)" end),
+     (.seconds * 10 | round / 10), .requests, .failed, .retried, .reloads, .p50_ms, .p99_ms]
+    | map(if . == null then "-" else tostring end) | @tsv' "$json"
 }
 
 render() {
@@ -35,18 +37,18 @@ render() {
   [[ -s $tsv ]] || { echo "summary.sh: no rows in $tsv" >&2; return 1; }
   echo "### $title"
   echo
-  echo "| suite | systemd | scenario | requests | failed | reloads | reload p50 ms | p99 ms | time s | verdict |"
-  echo "|---|---|---|--:|--:|--:|--:|--:|--:|---|"
-  awk -F'\t' '{ printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $6, $7, $8, $9, $10, $5, $4 }' "$tsv"
+  echo "| suite | systemd | run/scenario | requests | failed | retried | reloads | reload p50 ms | p99 ms | time s | verdict |"
+  echo "|---|---|---|--:|--:|--:|--:|--:|--:|--:|---|"
+  awk -F'\t' '{ printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $6, $7, $8, $9, $10, $11, $5, $4 }' "$tsv"
   local n bad
   n=$(wc -l <"$tsv")
   bad=$(awk -F'\t' '$4 ~ /^FAIL/' "$tsv" | wc -l)
   echo
-  echo "$((n - bad)) of $n runs passed; failed = failed requests seen by the load clients (and \`exuvia check\`); reloads = handovers timed (restart: restarts)."
+  echo "$((n - bad)) of $n rows as required; failed = requests the load clients saw fail; retried = HTTP requests retried on a fresh connection (a keep-alive connection closed under them); reloads = reloads judged (restart: restarts)."
 }
 
 case ${1:-} in
-  row) shift; row "$@" ;;
+  rows) shift; rows "$@" ;;
   render) shift; render "$@" ;;
-  *) echo "usage: summary.sh row ...|render TSV [TITLE]" >&2; exit 2 ;;
+  *) echo "usage: summary.sh rows RUN EXPECT RC JSON | render TSV [TITLE]" >&2; exit 2 ;;
 esac

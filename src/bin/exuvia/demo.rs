@@ -18,7 +18,7 @@ use super::check::{
     CheckReport, KINDS, Method, Output, Schedule, SimPlan, Ui, kinds, ms, open_json, validate,
     write_json,
 };
-use super::load::parse_duration;
+use super::load::{HttpOptions, parse_duration};
 
 #[derive(clap::Args, Debug)]
 pub struct DemoArgs {
@@ -60,9 +60,11 @@ fn demo(args: DemoArgs) -> Result<ExitCode, String> {
         connections: args.connections,
         request_timeout: Duration::from_secs(5),
         http_path: "/".into(),
+        http: HttpOptions::default(),
         reloads: args.reloads,
         interval: args.interval,
         min_duration: Duration::ZERO,
+        long_probe: true,
     };
     validate(&sched)?;
     if args.reloads == 0 {
@@ -78,9 +80,10 @@ fn demo(args: DemoArgs) -> Result<ExitCode, String> {
         }
     };
     say(format!(
-        "exuvia demo: an echo server on loopback under load ({} connections), reloaded {} times,\n\
-         first upgraded by exuvia (SIGHUP → new process takes the listener, old one drains),\n\
-         then restarted the naive way (SIGTERM, start again, bind the port again).\n",
+        "exuvia demo: an echo server on loopback under load ({} connections, plus one long-lived\n\
+         connection talking every 20 ms), reloaded {} times, first upgraded by exuvia (SIGHUP →\n\
+         new process takes the listener and the live connections), then restarted the naive\n\
+         way (SIGTERM, start again, bind the port again).\n",
         args.connections, args.reloads
     ));
     let base = |cmd: Vec<OsString>, method, target| SimPlan {
@@ -162,6 +165,14 @@ fn side_by_side(a: &CheckReport, b: &CheckReport) -> String {
             row(&format!("  {k}"), x.to_string(), y.to_string());
         }
     }
+    // The demo never asks for retries; were there any, they are failures in disguise.
+    if a.load.retried + b.load.retried > 0 {
+        row(
+            "RETRIED",
+            a.load.retried.to_string(),
+            b.load.retried.to_string(),
+        );
+    }
     let q = |r: &CheckReport, f: fn(&super::check::report::Quantiles) -> Duration| {
         r.reload_duration.as_ref().map_or("-".into(), |d| ms(f(d)))
     };
@@ -176,6 +187,12 @@ fn side_by_side(a: &CheckReport, b: &CheckReport) -> String {
     );
     let peak = |r: &CheckReport| r.peak_processes.map_or("-".into(), |n| n.to_string());
     row("peak processes", peak(a), peak(b));
+    let long = |r: &CheckReport| match &r.long_lived {
+        Some(p) if p.long_lived_survived == Some(true) && p.failed == 0 => "kept".to_owned(),
+        Some(p) => format!("broken {}x", p.failed.max(p.connections_lost)),
+        None => "-".into(),
+    };
+    row("long-lived connection", long(a), long(b));
 
     let mut out = format!(
         "\n  {:<22}{:>16}{:>16}\n",

@@ -2,7 +2,8 @@
 //! no example binaries built. Two builds of the same server:
 //!
 //! - default: the exuvia library — inherits its listener by name, upgrades on SIGHUP with the
-//!   `Type=notify-reload` handover, drains on SIGTERM;
+//!   `Type=notify-reload` handover, hands its open connections to the new process (between
+//!   two lines), drains on SIGTERM;
 //! - `--naive`: what a service without exuvia does — binds its own port, says `READY=1`, and
 //!   on SIGTERM closes the listener, finishes the connections it has and exits; a "reload"
 //!   is a stop followed by a start.
@@ -10,7 +11,8 @@ use std::os::unix::net::UnixDatagram;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use exuvia::handoff::{HandedOff, State, Stream, Transferable};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::task::TaskTracker;
@@ -63,12 +65,65 @@ async fn upgradable(listen: &str) -> Result<(), BoxError> {
     let builder = exuvia::Exuvia::builder().drain(Duration::ZERO, Duration::from_secs(10));
     let ex = exuvia::tokio::Exuvia::start(builder)?;
     let listener = ex.listen_tcp("echo", listen)?;
+    let adopted = ex.adopt("echo", 1..=1)?;
     ex.ready()?;
-    while let Some((stream, _)) = listener.accept().await? {
-        ex.connections().spawn(echo(stream));
+    let mut adopting = true;
+    loop {
+        tokio::select! {
+            a = adopted.next(), if adopting => match a {
+                Some(a) => {
+                    let stream = <TcpStream as Stream>::from_fd(a.fd)?;
+                    ex.connections().spawn(echo_live(stream, ex.transferable("echo"), a.unread));
+                }
+                None => adopting = false,
+            },
+            accepted = listener.accept() => match accepted? {
+                Some((stream, _)) => {
+                    ex.connections().spawn(echo_live(stream, ex.transferable("echo"), Vec::new()));
+                }
+                None => break,
+            },
+        }
     }
     ex.drain().await;
     Ok(())
+}
+
+/// `echo`, handing the connection to the next generation between two lines.
+async fn echo_live(mut stream: TcpStream, t: Transferable, mut buf: Vec<u8>) {
+    let mut t = Some(t);
+    loop {
+        while let Some(end) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=end).collect();
+            if stream.write_all(&line).await.is_err() {
+                return;
+            }
+        }
+        let requested = async {
+            match &t {
+                Some(t) => t.requested().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = requested => {
+                let Some(offer) = t.take() else { continue };
+                let state = State { version: 1, bytes: Vec::new(), unread: buf.clone() };
+                match offer.hand_off(stream, state).await {
+                    Ok(HandedOff::Kept(kept)) => {
+                        stream = kept.stream;
+                        t = Some(kept.again);
+                    }
+                    Ok(HandedOff::Gone) | Err(_) => return,
+                }
+            }
+            read = stream.read_buf(&mut buf) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            },
+        }
+    }
 }
 
 async fn naive(listen: &str) -> Result<(), BoxError> {

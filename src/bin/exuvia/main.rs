@@ -12,6 +12,7 @@ mod load;
 mod reload;
 mod unit;
 mod verify;
+mod vm;
 
 #[derive(Parser)]
 #[command(
@@ -43,6 +44,8 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Report reload pitfalls in existing unit files.
     Lint(lint::LintArgs),
+    /// Check a service's upgrades under real systemd 252–262 in containers or VMs.
+    Vm(vm::VmArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,5 +58,6 @@ fn main() -> ExitCode {
         Command::Unit(args) => unit::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Lint(args) => lint::run(args),
+        Command::Vm(args) => vm::run(args),
     }
 }

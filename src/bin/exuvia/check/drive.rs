@@ -7,6 +7,7 @@ use exuvia_testing::load::{self, LoadConfig, LoadReport, Mode, Target};
 
 use super::progress::Ui;
 use super::report::ReloadEntry;
+use crate::load::HttpOptions;
 
 /// A service under check: something that can be reloaded and observed.
 pub trait Service: Sync {
@@ -25,11 +26,16 @@ pub struct Schedule {
     pub connections: u32,
     pub request_timeout: Duration,
     pub http_path: String,
+    /// HTTP/2 streams and the retry policy (see the load client's `kind.rs`).
+    pub http: HttpOptions,
     pub reloads: u32,
     /// Load alone before the first reload, between reloads, and after the last.
     pub interval: Duration,
     /// The load runs at least this long.
     pub min_duration: Duration,
+    /// One more connection, long-lived (a line every 20 ms), that must survive every reload
+    /// on the same TCP connection (a service that hands its live connections over).
+    pub long_probe: bool,
 }
 
 pub struct Driven {
@@ -38,6 +44,8 @@ pub struct Driven {
     pub interrupted: bool,
     /// Why reloading stopped early because the service was gone.
     pub gone: Option<String>,
+    /// The long-lived probe's report, with [`Schedule::long_probe`].
+    pub long: Option<LoadReport>,
 }
 
 impl Driven {
@@ -68,8 +76,17 @@ pub fn drive(
     cfg.connections = s.connections;
     cfg.timeout = s.request_timeout;
     cfg.http_path = s.http_path.clone();
+    s.http.apply(&mut cfg);
     // The schedule, not the load client, decides when the run ends.
     cfg.duration = load::MAX_DURATION;
+    let probe = if s.long_probe {
+        let mut p = cfg.clone();
+        p.mode = Mode::Long;
+        p.connections = 1;
+        Some(load::start(p).map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
     let handle = load::start(cfg).map_err(|e| e.to_string())?;
     let started = Instant::now();
     ui.begin(s.reloads, s.expected());
@@ -85,6 +102,9 @@ pub fn drive(
                     ui.event(&format!("stopping early: {why}"));
                     gone = Some(why);
                     break;
+                }
+                if let Some(p) = &probe {
+                    p.mark();
                 }
                 let entry = ReloadEntry::pending(index, handle.mark(), started.elapsed());
                 let r = service.reload(entry);
@@ -111,14 +131,17 @@ pub fn drive(
         done.store(true, Ordering::Relaxed);
     });
     let load = handle.stop();
+    let long = probe.map(|p| p.stop());
     for r in &mut reloads {
         r.failed_requests = load.failures_by_epoch.get(&r.epoch).copied().unwrap_or(0);
+        r.retried_requests = load.retries_by_epoch.get(&r.epoch).copied().unwrap_or(0);
     }
     Ok(Driven {
         reloads,
         load,
         interrupted: ui.aborted(),
         gone,
+        long,
     })
 }
 

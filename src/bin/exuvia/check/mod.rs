@@ -18,7 +18,7 @@ use exuvia_testing::load::{Mode, Target};
 use exuvia_testing::sim::NotifyAccess;
 use nix::sys::signal::Signal;
 
-use super::load::{parse_duration, parse_mode, parse_target};
+use super::load::{HttpOptions, parse_duration, parse_mode, parse_target};
 
 mod drive;
 mod progress;
@@ -36,9 +36,16 @@ Examples:
   exuvia check --listen echo=tcp:127.0.0.1:0 -- ./target/release/examples/echo
   exuvia check --listen http=tcp:127.0.0.1:0 --mode http --reloads 10 -- ./myservice --flag
   exuvia check --unit myservice.service --target tcp:127.0.0.1:8080 --json report.json
+  exuvia check --listen http=tcp:127.0.0.1:0 --mode h2 --streams 8 -- ./my-grpc-or-h2c-service
 
-Exit status: 0 every request succeeded, no protocol violation, every reload handed over to a
-new MainPID; 1 otherwise; 2 bad input or the service could not start; 130 interrupted.";
+Retries: a request lost on a reused keep-alive connection is a failure (keep-alive-closed),
+as it is for wrk, proxies and every POST. --retry-idempotent sends such a GET once more;
+HTTP/2 streams the server refused (GOAWAY last-stream-id, REFUSED_STREAM) are always sent
+again. Retried requests are shown in the table and FAIL the check unless --accept-retries.
+
+Exit status: 0 every request succeeded (none retried, unless --accept-retries), no protocol
+violation, every reload handed over to a new MainPID; 1 otherwise; 2 bad input or the
+service could not start; 130 interrupted.";
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = AFTER_HELP)]
@@ -53,10 +60,17 @@ pub struct CheckArgs {
     /// Check this systemd unit on this host (systemctl reload) instead of running a command.
     #[arg(long, value_name = "NAME", conflicts_with = "listen")]
     unit: Option<String>,
+    /// With --unit: the service reloads in place (e.g. nginx, or plain Type=notify-reload
+    /// without a new process); each reload must complete with the same MainPID.
+    #[arg(long)]
+    in_place: bool,
     /// echo (connect, line, echo, close), long (connections that must survive every
-    /// reload), http (HTTP/1.1 keep-alive GETs).
+    /// reload), http (HTTP/1.1 keep-alive GETs), h2 (HTTP/2 GETs, h2c prior knowledge,
+    /// --streams per connection), ws (WebSocket echo; a close frame and a reconnect are fine).
     #[arg(long, default_value = "echo", value_parser = parse_mode)]
     mode: Mode,
+    #[command(flatten)]
+    http: HttpOptions,
     /// Concurrent load workers.
     #[arg(long, default_value_t = 4)]
     connections: u32,
@@ -69,6 +83,10 @@ pub struct CheckArgs {
     /// Run the load at least this long in total.
     #[arg(long, value_parser = parse_duration)]
     duration: Option<Duration>,
+    /// Also keep one long-lived connection (a line every 20 ms) that must survive every
+    /// reload on the same TCP connection: for services that hand their live connections over.
+    #[arg(long)]
+    long_probe: bool,
     /// Bound on each reload (systemd applies TimeoutStartSec=).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     reload_timeout: Duration,
@@ -81,7 +99,7 @@ pub struct CheckArgs {
     /// Bound on one request, connect included.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     request_timeout: Duration,
-    /// HTTP mode: request path.
+    /// http, h2 and ws modes: request path.
     #[arg(long, default_value = "/")]
     path: String,
     /// NotifyAccess= of the simulated unit: main, exec or all.
@@ -141,15 +159,31 @@ fn check(args: CheckArgs, ui: &Ui) -> Result<ExitCode, String> {
     if args.reloads == 0 {
         return Err("--reloads must be at least 1: a check is about reloads".into());
     }
+    if args.in_place && args.unit.is_none() {
+        return Err("--in-place judges reloads of a systemd unit: use it with --unit NAME".into());
+    }
+    if let Some(dup) = args
+        .listen
+        .iter()
+        .enumerate()
+        .find_map(|(i, l)| args.listen[..i].iter().find(|p| p.name == l.name))
+    {
+        return Err(format!(
+            "--listen name {:?} is given twice: each listener needs its own name (LISTEN_FDNAMES)",
+            dup.name
+        ));
+    }
     let json = open_json(args.json.as_deref())?;
     let sched = Schedule {
         mode: args.mode,
         connections: args.connections,
         request_timeout: args.request_timeout,
         http_path: args.path.clone(),
+        http: args.http.clone(),
         reloads: args.reloads,
         interval: args.interval,
         min_duration: args.duration.unwrap_or_default(),
+        long_probe: args.long_probe,
     };
     validate(&sched)?;
     let report = match &args.unit {
@@ -166,6 +200,7 @@ fn check(args: CheckArgs, ui: &Ui) -> Result<ExitCode, String> {
                 unit: name.clone(),
                 target,
                 reload_timeout: args.reload_timeout,
+                in_place: args.in_place,
             };
             unit::run(&plan, &sched, ui)?
         }
@@ -222,6 +257,12 @@ pub fn validate(s: &Schedule) -> Result<(), String> {
     }
     if !s.http_path.starts_with('/') || s.http_path.contains(char::is_whitespace) {
         return Err("--path must start with / and contain no whitespace".into());
+    }
+    if !(1..=exuvia_testing::load::MAX_STREAMS).contains(&s.http.streams) {
+        return Err(format!(
+            "--streams must be 1..={}",
+            exuvia_testing::load::MAX_STREAMS
+        ));
     }
     Ok(())
 }

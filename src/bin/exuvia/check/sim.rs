@@ -206,6 +206,7 @@ fn check(
         peak_processes: Some(peak),
         stop,
         load: driven.load,
+        long_lived: driven.long,
     };
     report.judge();
     if let Some(why) = driven.gone {

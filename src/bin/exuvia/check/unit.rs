@@ -4,6 +4,8 @@
 //! `systemctl reload` must return 0, and `systemctl show` before and after must show the unit
 //! still active, not restarted (`NRestarts`), not re-activated (`InvocationID`), and under a
 //! new `MainPID` — a reload that "succeeds" by restarting the service still drops clients.
+//! With `--in-place` (a service that reloads without a new process: nginx, or a plain
+//! `Type=notify-reload` server) the MainPID must instead stay the same.
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -26,6 +28,7 @@ pub struct UnitPlan {
     pub unit: String,
     pub target: Target,
     pub reload_timeout: Duration,
+    pub in_place: bool,
 }
 
 pub fn run(plan: &UnitPlan, sched: &Schedule, ui: &Ui) -> Result<CheckReport, String> {
@@ -55,6 +58,7 @@ pub fn run(plan: &UnitPlan, sched: &Schedule, ui: &Ui) -> Result<CheckReport, St
         name: name.clone(),
         cgroup: Some(get("ControlGroup").to_owned()).filter(|c| !c.is_empty()),
         reload_timeout: plan.reload_timeout,
+        in_place: plan.in_place,
     };
     ui.event(&format!("{name} is active; loading {}", plan.target));
     let driven = drive::drive(sched, plan.target.clone(), &svc, ui)?;
@@ -62,7 +66,11 @@ pub fn run(plan: &UnitPlan, sched: &Schedule, ui: &Ui) -> Result<CheckReport, St
     let mut report = CheckReport {
         schema: SCHEMA,
         mode: "unit",
-        reload_method: "systemctl-reload",
+        reload_method: if plan.in_place {
+            "systemctl-reload-in-place"
+        } else {
+            "systemctl-reload"
+        },
         command: None,
         unit: Some(name.clone()),
         target: plan.target.to_string(),
@@ -76,6 +84,7 @@ pub fn run(plan: &UnitPlan, sched: &Schedule, ui: &Ui) -> Result<CheckReport, St
         peak_processes: svc.cgroup.as_ref().map(|_| ui.peak()).filter(|&n| n > 0),
         stop: None,
         load: driven.load,
+        long_lived: driven.long,
     };
     report.judge();
     if let Some(why) = driven.gone {
@@ -92,6 +101,7 @@ struct UnitService {
     name: String,
     cgroup: Option<String>,
     reload_timeout: Duration,
+    in_place: bool,
 }
 
 impl Service for UnitService {
@@ -105,7 +115,7 @@ impl Service for UnitService {
             systemctl(&["reload", &self.name], self.reload_timeout).unwrap_or_else(|e| (None, e));
         r.duration = t0.elapsed();
         let after = show(&self.name, PROPS).unwrap_or_default();
-        r = judge(r, rc, &before, &after);
+        r = judge(r, rc, &before, &after, self.in_place);
         r.systemctl = Some(SystemctlEntry {
             rc,
             stderr,
@@ -136,7 +146,13 @@ impl Service for UnitService {
 }
 
 /// The verdict on one reload from systemctl's exit code and the unit's state around it.
-fn judge(mut r: ReloadEntry, rc: Option<i32>, before: &Props, after: &Props) -> ReloadEntry {
+fn judge(
+    mut r: ReloadEntry,
+    rc: Option<i32>,
+    before: &Props,
+    after: &Props,
+    in_place: bool,
+) -> ReloadEntry {
     let get = |p: &Props, k: &str| p.get(k).cloned().unwrap_or_default();
     let pid = |p: &Props| get(p, "MainPID").parse::<u32>().ok().filter(|&n| n != 0);
     r.old_main_pid = pid(before);
@@ -175,7 +191,18 @@ fn judge(mut r: ReloadEntry, rc: Option<i32>, before: &Props, after: &Props) -> 
         });
         r = r.failed("systemctl-failed", format!("systemctl reload {how}"));
     }
-    if !r.main_pid_changed {
+    if in_place {
+        if r.new_main_pid.is_none() || r.main_pid_changed {
+            r = r.failed(
+                "main-pid-changed",
+                format!(
+                    "MainPID went {} -> {}: an in-place reload keeps its process",
+                    get(before, "MainPID"),
+                    get(after, "MainPID")
+                ),
+            );
+        }
+    } else if !r.main_pid_changed {
         r = r.failed(
             "no-main-pid-change",
             format!(
@@ -296,6 +323,7 @@ mod tests {
             Some(0),
             &props("10", "a", "active", "0"),
             &props("11", "a", "active", "0"),
+            false,
         );
         assert!(r.ok && r.completed && r.main_pid_changed, "{r:?}");
         assert_eq!((r.old_main_pid, r.new_main_pid), (Some(10), Some(11)));
@@ -308,6 +336,7 @@ mod tests {
             Some(0),
             &props("10", "a", "active", "0"),
             &props("11", "a", "active", "1"),
+            false,
         );
         assert!(!r.ok);
         assert_eq!(r.failure, Some("restarted"));
@@ -320,6 +349,7 @@ mod tests {
             Some(0),
             &props("10", "a", "active", "0"),
             &props("11", "b", "active", "0"),
+            false,
         );
         assert_eq!(r.failure, Some("reactivated"));
     }
@@ -331,6 +361,7 @@ mod tests {
             Some(0),
             &props("10", "a", "active", "0"),
             &props("0", "a", "failed", "0"),
+            false,
         );
         assert_eq!(r.failure, Some("unit-dead"));
     }
@@ -342,9 +373,41 @@ mod tests {
             Some(0),
             &props("10", "a", "active", "0"),
             &props("10", "a", "active", "0"),
+            false,
         );
         assert_eq!(r.failure, Some("no-main-pid-change"));
         assert!(r.completed);
+    }
+
+    #[test]
+    fn in_place_reload_keeps_its_main_pid() {
+        let same = judge(
+            entry(),
+            Some(0),
+            &props("10", "a", "active", "0"),
+            &props("10", "a", "active", "0"),
+            true,
+        );
+        assert!(
+            same.ok && same.completed && !same.main_pid_changed,
+            "{same:?}"
+        );
+        let moved = judge(
+            entry(),
+            Some(0),
+            &props("10", "a", "active", "0"),
+            &props("11", "a", "active", "0"),
+            true,
+        );
+        assert_eq!(moved.failure, Some("main-pid-changed"));
+        let restarted = judge(
+            entry(),
+            Some(0),
+            &props("10", "a", "active", "0"),
+            &props("10", "a", "active", "1"),
+            true,
+        );
+        assert_eq!(restarted.failure, Some("restarted"));
     }
 
     #[test]
@@ -354,6 +417,7 @@ mod tests {
             Some(1),
             &props("10", "a", "active", "0"),
             &props("11", "a", "active", "0"),
+            false,
         );
         assert_eq!(r.failure, Some("systemctl-failed"));
         assert!(!r.completed);

@@ -1,41 +1,53 @@
 # broken: a successor that cannot start must leave the old process serving
-# (same MainPID, no failed request, StatusText says why). Records what the
-# operator sees: systemctl reload's rc, ReloadResult, systemctl status lines.
-# Then the good binary comes back and a reload must succeed again.
-# Expected rc: 0 for a plain notify-reload unit (systemd only sees READY=1),
-# non-zero with ExecReload=… reload --wait (synchronous `exuvia reload --wait`).
-# Any unit whose ExecReload= is the synchronous client (the execreload variant, and the
-# shipped units since they use `reload_client`) must make a failed upgrade fail the reload.
-if cat "/etc/systemd/system/$SVC" "/etc/systemd/system/$SVC.d/"*.conf 2>/dev/null | grep -q 'reload --wait'; then
-  want_rc=nonzero
-else
-  want_rc=zero
-fi
+# (same MainPID, no failed request, StatusText says why), and a hung one must
+# not stay behind in the unit. Records what the operator sees: systemctl
+# reload's rc, ReloadResult, systemctl status lines. Then the good binary
+# comes back and a reload must succeed again.
+#
+# The broken binary is broken only as a server: when systemd runs it as a
+# control process ($MAINPID is set, e.g. ExecReload=@BIN exuvia-reload …,
+# the service binary as its own reload client) it runs the good binary under
+# the unit's argv[0], so the reload really starts an upgrade.
+# Expected `systemctl reload` rc: non-zero when ExecReload= waits for the
+# verdict (`… --wait`), else 0 (a plain notify-reload unit: systemd only sees
+# READY=1 from the old process).
+needs_binary broken
+reload_cmd=$(prop ExecReload)
+want_rc=zero
+[[ $reload_cmd == *--wait* ]] && want_rc=nonzero
+reload_argv0=$(sed -n 's/.*argv\[\]=\([^ ;]*\).*/\1/p' <<<"$reload_cmd" | head -1)
 cp "$BIN" "$WORK/good-binary"
-printf '#!/bin/sh\necho "broken successor: exiting 1" >&2\nexit 1\n' >"$WORK/broken-exit"
-printf '#!/bin/sh\necho "broken successor: hanging" >&2\nexec sleep 3600\n' >"$WORK/broken-hang"
-load_start echo echo 16
+for kind in exit hang; do
+  case $kind in
+    exit) act='echo "broken successor: exiting 1" >&2; exit 1' ;;
+    hang) act='echo "broken successor: hanging" >&2; exec sleep 3600' ;;
+  esac
+  # shellcheck disable=SC2016 # $MAINPID and $@ are for the generated script
+  printf '#!/bin/bash\nif [[ -n ${MAINPID:-} ]]; then exec -a %q %q "$@"; fi\n%s\n' \
+    "${reload_argv0:-$BIN}" "$WORK/good-binary" "$act" >"$WORK/broken-$kind"
+done
+load_start echo "$MODE" "$CONNECTIONS"
 sleep 0.5
 at_most_one_proc() { (($(cgroup_procs) <= 1)); }
 for kind in exit hang; do
   replace_binary "$WORK/broken-$kind"
   pid0=$(prop MainPID)
-  reload_once
+  reload_plain
   status=$(prop StatusText)
   rr=$(prop ReloadResult 2>/dev/null)
   info "broken-$kind: systemctl reload rc=$R_RC after ${R_MS} ms, stderr: $(tr '\n' ' ' <"$WORK/reload.err")"
   systemctl status --no-pager "$SVC" 2>&1 | head -6 | sed "s/^/INFO broken-$kind status: /"
-  metric "broken_${kind}" "variant=$VARIANT rc=$R_RC ms=$R_MS reload_result=${rr:-n/a} status='$status'"
+  metric "broken_${kind}" "rc=$R_RC ms=$R_MS reload_result=${rr:-n/a} status='$status'"
   check "broken_${kind}_old_stays_main" "$([[ $R_NEW == "$pid0" && $R_INV == "$INV0" && $R_STATE == active/running && $R_NR == "$NR0" ]] && echo 1 || echo 0)" "$(reload_fields)"
   check "broken_${kind}_status_text" "$([[ $status == *"upgrade failed"* ]] && echo 1 || echo 0)" "status='$status'"
   if [[ $want_rc == zero ]]; then rc_ok=$([[ $R_RC == 0 ]] && echo 1 || echo 0); else rc_ok=$([[ $R_RC != 0 ]] && echo 1 || echo 0); fi
-  check "broken_${kind}_reload_rc" "$rc_ok" "rc=$R_RC want=$want_rc variant=$VARIANT"
+  check "broken_${kind}_reload_rc" "$rc_ok" "rc=$R_RC want=$want_rc"
   # A hung successor must not be left behind in the unit's cgroup.
   wait_for 5 at_most_one_proc || true
   check "broken_${kind}_no_stray_process" "$([[ $(cgroup_procs) -le 1 ]] && echo 1 || echo 0)" "procs=$(cgroup_procs)"
 done
 replace_binary "$WORK/good-binary"
-reload_once
+reload_plain
 check reload_after_repair "$(reload_ok && echo 1 || echo 0)" "$(reload_fields)"
 # One reload, one upgrade: with ExecReload= too, systemd must not also send
 # ReloadSignal= and start a second handover behind the operator's back.
