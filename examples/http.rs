@@ -1,6 +1,8 @@
-//! An HTTP/1.1 server (hyper) whose keep-alive connections drain gracefully: at the
-//! handover every connection finishes its current request, answers it with
-//! `Connection: close`, and closes; idle keep-alives close at once.
+//! An HTTP server (a plain hyper service) that upgrades without failing a request: HTTP/1.1
+//! and cleartext HTTP/2 on one port, drained the lame-duck way by `exuvia::http::serve`.
+//! At the handover every request in flight finishes; each HTTP/1.1 connection gets
+//! `Connection: close` on its next response and closes after it; HTTP/2 connections get a
+//! graceful GOAWAY; idle keep-alives close after the idle grace (docs/http.md).
 //!
 //! `GET /` answers `hello from generation G (pid P)`.
 mod support;
@@ -11,10 +13,12 @@ use std::process::ExitCode;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    if let Some(code) = exuvia::reload_client() {
+        return code;
+    }
     match support::start("http", "127.0.0.1:8080") {
         Ok(args) => support::exit("http", run(args).await),
         Err(code) => code,
@@ -28,24 +32,9 @@ async fn run(args: support::Args) -> Result<(), Box<dyn std::error::Error>> {
     ex.ready()?;
     let generation = ex.generation();
     tracing::info!(addr = %listener.local_addr()?, generation, "serving");
-    while let Some((stream, _)) = listener.accept().await? {
-        let finish = ex.connections().finish_token();
-        ex.connections().spawn(async move {
-            let service = hyper::service::service_fn(move |req| hello(req, generation));
-            let conn = hyper::server::conn::http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = finish.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
-        });
-    }
-    ex.drain().await;
+    let service = hyper::service::service_fn(move |req| hello(req, generation));
+    let report = exuvia::http::serve(&ex, listener, service).await?;
+    tracing::info!(?report, "exiting");
     Ok(())
 }
 

@@ -46,6 +46,8 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "axum")]
+pub mod axum;
 mod channel;
 mod config;
 pub mod control;
@@ -60,6 +62,8 @@ pub mod fuzzing;
 mod generations;
 pub mod handoff;
 mod hooks;
+#[cfg(feature = "hyper")]
+pub mod http;
 mod join;
 mod lifecycle;
 mod listener;
@@ -79,6 +83,8 @@ pub mod systemd;
 pub mod timespan;
 #[cfg(feature = "tokio")]
 pub mod tokio;
+#[cfg(feature = "tonic")]
+pub mod tonic;
 mod upgrader;
 
 pub use drain::{ConnGuard, DrainReport, Tracker};

@@ -41,6 +41,8 @@ use crate::lifecycle::{DrainReason, OpenGuard, Phase, Slot};
 use crate::manifest::FdKind;
 use crate::{Builder, Upgraded};
 
+mod accept;
+
 /// The async handle; wraps the runtime-free [`crate::Exuvia`].
 pub struct Exuvia {
     core: Arc<crate::Exuvia>,
@@ -190,8 +192,15 @@ impl Exuvia {
     /// [`Connections::finish_token`] is cancelled, at the hard deadline every task spawned
     /// with [`Connections::spawn`] is dropped (its connection closed).
     pub async fn drain(&self) -> DrainReport {
-        let reason = self.shutdown().await;
         let (soft, hard) = self.core.drain_deadlines();
+        self.drain_within(soft, hard).await
+    }
+
+    /// [`drain`](Self::drain) with deadlines of the caller's choosing (the HTTP adapter has
+    /// its own policy: a soft deadline of 0 s would close idle keep-alives mid-race).
+    #[cfg_attr(not(feature = "hyper"), allow(dead_code))]
+    pub(crate) async fn drain_within(&self, soft: Duration, hard: Duration) -> DrainReport {
+        let reason = self.shutdown().await;
         let report = self.connections.drain(reason, soft, hard).await;
         let core = self.core.clone();
         let r = report.clone();
@@ -255,6 +264,35 @@ impl Connections {
     /// send GOAWAY.
     pub fn finish_token(&self) -> CancellationToken {
         self.finish.clone()
+    }
+
+    /// Counts as one connection for the drain until dropped, wherever it travels (the HTTP
+    /// adapter keeps one in each socket, so an upgraded WebSocket is still waited for).
+    #[cfg(feature = "hyper")]
+    pub(crate) fn token(&self) -> tokio_util::task::task_tracker::TaskTrackerToken {
+        self.tracker.token()
+    }
+
+    /// Cancelled at the hard deadline.
+    #[cfg(feature = "hyper")]
+    pub(crate) fn cut_token(&self) -> CancellationToken {
+        self.cut.clone()
+    }
+
+    /// Spawns a task that is dropped at the hard deadline but not counted: the caller counts
+    /// what it serves with a [`token`](Self::token).
+    #[cfg(feature = "hyper")]
+    pub(crate) fn spawn_uncounted<F>(&self, fut: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let cut = self.cut.clone();
+        ::tokio::spawn(async move {
+            ::tokio::select! {
+                _ = cut.cancelled() => {}
+                _ = fut => {}
+            }
+        });
     }
 
     /// Tasks still running.
@@ -339,22 +377,46 @@ impl<T: Send + Sync + 'static> Listener<T> {
             .clone()
     }
 
+    /// Accepts until one succeeds, this generation stops accepting, or the listener breaks:
+    /// transient errors (see [`accept`]) are absorbed here so that no server ends on them.
     async fn run<R, Fut>(&self, op: impl Fn(Arc<(T, OpenGuard)>) -> Fut) -> io::Result<Option<R>>
     where
         Fut: Future<Output = io::Result<R>>,
     {
+        let mut backoff = crate::listener::Backoff::default();
+        let mut failures = 0u32;
         loop {
             let Some(sock) = self.current() else {
                 return Ok(None);
             };
-            ::tokio::select! {
+            let wait = ::tokio::select! {
                 biased;
                 _ = self.slot.stop.cancelled() => return Ok(None),
                 r = op(sock) => match r {
-                    Ok(v) => return Ok(Some(v)),
-                    Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted) => continue,
-                    Err(e) => return Err(e),
+                    Ok(v) => {
+                        if failures > 0 {
+                            tracing::info!(failures, "accepting again after resource errors");
+                        }
+                        return Ok(Some(v));
+                    }
+                    Err(e) => match accept::classify(&e) {
+                        accept::Kind::Connection => {
+                            tracing::debug!(error = %e, "accept: a queued connection failed");
+                            continue;
+                        }
+                        accept::Kind::Exhausted => {
+                            failures += 1;
+                            backoff.next(&e)
+                        }
+                        accept::Kind::Fatal => return Err(e),
+                    },
                 },
+            };
+            // The socket `Arc` was released above, so a handover during the wait closes it.
+            ::tokio::select! {
+                biased;
+                _ = self.slot.stop.cancelled() => return Ok(None),
+                _ = ::tokio::time::sleep(wait) => {}
             }
         }
     }
@@ -367,6 +429,11 @@ impl<T: Send + Sync + 'static> Listener<T> {
 
 impl Listener<::tokio::net::TcpListener> {
     /// Accepts a connection; `Ok(None)` once this generation has stopped accepting.
+    ///
+    /// Transient errors never surface: a connection that died in the queue is skipped, and
+    /// running out of fds or memory (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`) is logged and
+    /// retried with a back-off of up to 0.5 s. An error returned here means the listener
+    /// itself is broken.
     pub async fn accept(&self) -> io::Result<Option<(::tokio::net::TcpStream, SocketAddr)>> {
         self.run(|l| async move { l.0.accept().await }).await
     }
@@ -381,6 +448,7 @@ impl Listener<::tokio::net::TcpListener> {
 
 impl Listener<::tokio::net::UnixListener> {
     /// Accepts a connection; `Ok(None)` once this generation has stopped accepting.
+    /// Transient errors are absorbed as for TCP.
     pub async fn accept(&self) -> io::Result<Option<::tokio::net::UnixStream>> {
         self.run(|l| async move { l.0.accept().await.map(|(s, _)| s) })
             .await
