@@ -12,7 +12,8 @@
 #   4. h3 is untouched: same process, old binary, no reload in its journal, and no ssh login
 #      from Ansible at all;
 #   5. run again with the fixed build, the rollout completes: h1 (already upgraded) is not
-#      reloaded, h2 and h3 serve the new build;
+#      reloaded, h2 and h3 serve the new build (h3 gated on its reload alone:
+#      exuvia_check_reloads=0);
 #   6. a third build that takes over but fails the gate (it cannot hand over to itself), given
 #      to h1: the rollout stops at h1, which gets the previous build back on disk and in its
 #      process (handed back by a reload); h2 and h3 are not reached.
@@ -63,6 +64,7 @@ trap 'exit 130' INT TERM
 t=$(date +%s.%N)
 need=()
 command -v ssh >/dev/null && command -v ssh-keygen >/dev/null || need+=(openssh-client)
+command -v objcopy >/dev/null || need+=(binutils)
 /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 if ((${#need[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=300 --no-install-recommends "${need[@]}" </dev/null
@@ -120,7 +122,7 @@ done
 sshh() {
   local i=$1
   shift
-  timeout 60 ip netns exec "$ctl" ssh -F none -i "$work/id" -o UserKnownHostsFile="$work/known_hosts" \
+  timeout 60 ip netns exec "$ctl" ssh -n -F none -i "$work/id" -o UserKnownHostsFile="$work/known_hosts" \
     -o StrictHostKeyChecking=yes -o BatchMode=yes -o ConnectTimeout=3 -o LogLevel=ERROR \
     "root@${fleet_addr[$i]}" "$@"
 }
@@ -183,11 +185,15 @@ rollout() {
     ROLLOUT_RC=$?
   fleet_cg_end "$FLEET_CG"
 }
-inventory() { # inventory FILE [HOST BUILD]: every host gets the new build, HOST gets BUILD
+inventory() { # inventory FILE [HOST:VAR=VALUE...]: the new build everywhere, plus host vars
+  local f=$1 i a extra
+  shift
   {
     echo "[exuvia]"
     for i in 1 2 3; do
-      echo "h$i ansible_host=${fleet_addr[$i]}$([[ ${2:-} == "h$i" ]] && echo " exuvia_binary=$work/$3/exuvia-echo")"
+      extra=
+      for a in "$@"; do [[ $a == "h$i:"* ]] && extra+=" ${a#*:}"; done
+      echo "h$i ansible_host=${fleet_addr[$i]}$extra"
     done
     echo "[exuvia:vars]"
     echo "exuvia_binary=$work/new/exuvia-echo"
@@ -196,14 +202,14 @@ inventory() { # inventory FILE [HOST BUILD]: every host gets the new build, HOST
     echo "ansible_python_interpreter=/usr/bin/python3"
     echo "ansible_ssh_private_key_file=$work/id"
     echo "ansible_ssh_common_args='-F none -o UserKnownHostsFile=$work/known_hosts -o StrictHostKeyChecking=yes'"
-  } >"$1"
+  } >"$f"
 }
 recap() { sed -n '/^PLAY RECAP/,$p' "$out/$1.log" | grep -E "^h[0-9] " | grep -E "^$2 " || true; }
 field() { sed -n "s/.* $2=\([0-9]*\).*/\1/p" <<<"$1"; }
 
 # --- rollout 1: h2 gets the broken build
 t=$(date +%s.%N)
-inventory "$work/inventory-1.ini" h2 broken
+inventory "$work/inventory-1.ini" "h2:exuvia_binary=$work/broken/exuvia-echo"
 rollout "$work/inventory-1.ini" rollout-1
 rc1=$ROLLOUT_RC
 phase "rollout 1 (h2 broken)" "$t"
@@ -230,9 +236,9 @@ check "h3 untouched: same process, old binary, no reload" "$([[ ${S[mid.version.
 check "h3 untouched: Ansible never logged in" "$([[ $((${S[mid.logins.3]} - ${S[pre.logins.3]})) == 1 ]] && echo 1 || echo 0)" "ssh logins ${S[pre.logins.3]}->${S[mid.logins.3]}"
 grep -E '^\[ERROR\]: Task failed: Action failed' "$out/rollout-1.log" | sed 's/^/  operator sees: /' || true
 
-# --- rollout 2: the build fixed, the same playbook resumes
+# --- rollout 2: the build fixed, the same playbook resumes; h3 gated on the reload alone
 t=$(date +%s.%N)
-inventory "$work/inventory-2.ini"
+inventory "$work/inventory-2.ini" "h3:exuvia_check_reloads=0"
 rollout "$work/inventory-2.ini" rollout-2
 phase "rollout 2 (fixed: resume)" "$t"
 echo "=== rollout 2 (fixed): exit $ROLLOUT_RC; log $out/rollout-2.log"
@@ -242,13 +248,14 @@ r1=$(recap rollout-2 h1)
 check "recap: h1 unchanged" "$([[ -n $r1 && $(field "$r1" changed) == 0 && $(field "$r1" failed) == 0 ]] && echo 1 || echo 0)" "'$r1'"
 for i in 1 2 3; do snapshot "$i" end; done
 check "h1 not reloaded again" "$([[ ${S[end.pid.1]} == "${S[mid.pid.1]}" ]] && echo 1 || echo 0)" "pid ${S[mid.pid.1]}->${S[end.pid.1]}"
+check "h2 reloaded by the upgrade and the gate (1 + 2), h3 by the upgrade alone (exuvia_check_reloads=0)" "$([[ $((${S[end.reloads.2]} - ${S[mid.reloads.2]})) == 3 && $((${S[end.reloads.3]} - ${S[mid.reloads.3]})) == 1 ]] && echo 1 || echo 0)" "h2 reloads ${S[mid.reloads.2]}->${S[end.reloads.2]}, h3 ${S[mid.reloads.3]}->${S[end.reloads.3]}"
 for i in 2 3; do
   check "h$i serves the new build, same invocation, no restart" "$([[ ${S[end.version.$i]} =~ $new_re && ${S[end.sha.$i]} == "$sha_new" && ${S[end.pid.$i]} != "${S[mid.pid.$i]}" && ${S[end.inv.$i]} == "${S[pre.inv.$i]}" && ${S[end.restarts.$i]} == 0 && ${S[end.state.$i]} == active/running ]] && echo 1 || echo 0)" "version '${S[end.version.$i]}' pid ${S[mid.pid.$i]}->${S[end.pid.$i]} ${S[end.state.$i]}"
 done
 
 # --- rollout 3: a build that takes over but fails the gate, to h1 (h2, h3 already current)
 t=$(date +%s.%N)
-inventory "$work/inventory-3.ini" h1 gate-failing
+inventory "$work/inventory-3.ini" "h1:exuvia_binary=$work/gate-failing/exuvia-echo"
 rollout "$work/inventory-3.ini" rollout-3
 phase "rollout 3 (h1 fails the gate: roll back)" "$t"
 echo "=== rollout 3 (h1 fails the gate): exit $ROLLOUT_RC; log $out/rollout-3.log"
