@@ -25,7 +25,33 @@ impl Builder {
     }
 }
 
+/// Makes [`Transferable`]s; cheap to clone into handlers and tasks.
+#[derive(Clone)]
+pub struct Transfers {
+    board: std::sync::Arc<super::Board>,
+}
+
+impl Transfers {
+    /// See [`Exuvia::transferable`].
+    pub fn transferable(&self, kind: &str) -> Transferable {
+        self.board.transferable(kind)
+    }
+}
+
+impl std::fmt::Debug for Transfers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transfers").finish_non_exhaustive()
+    }
+}
+
 impl Exuvia {
+    /// A handle that makes [`Transferable`]s, for handlers that do not see the [`Exuvia`].
+    pub fn transfers(&self) -> Transfers {
+        Transfers {
+            board: self.shared().board.clone(),
+        }
+    }
+
     /// Marks a connection accepted on `listener` as one this generation may hand to its
     /// successor at the next upgrade (see [`crate::handoff`]).
     pub fn transferable(&self, listener: &str) -> Transferable {

@@ -33,6 +33,7 @@ mod take;
 mod tokio;
 pub(crate) mod wire;
 
+pub use api::Transfers;
 pub(crate) use give::{Board, GiveReport, give};
 pub use give::{Kept, Pending, State, Transferable, Wait};
 pub(crate) use take::Adopters;
