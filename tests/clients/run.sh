@@ -176,6 +176,9 @@ sys.exit(0 if d["failures"] == 0 and d["echoes"] > 0 and d["large"] > 0 else 1)
 PY
 check "websockets (handed over)" $st "$(cat "$out/ws-stay.json" "$out/ws-stay.err")"
 handed=$(grep -c 'live connections adopted' "$out/axum.log" || true)
+# Every successor must have taken the connections over: a generation that let them drain
+# instead would show up here even if its clients' reconnects went unnoticed.
+[ "$handed" -ge "$upgraded" ] || check "websockets (one adoption per upgrade)" 1 "$handed adoptions for $upgraded upgrades"
 row "websockets, handed over" "$(json "$out/ws-stay.json" echoes)" "$upgraded" "$(json "$out/ws-stay.json" failures)" \
   "one connection each throughout: disconnects $(json "$out/ws-stay.json" disconnects), $(json "$out/ws-stay.json" large) large messages, $handed adoptions"
 
