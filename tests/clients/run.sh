@@ -48,6 +48,8 @@ start() {
   local name=$1 deadline=$((SECONDS + 20))
   shift
   pidf=$out/$name.pid
+  # A previous phase's files would satisfy the wait below before the new server truncates them.
+  rm -f "$pidf" "$out/$name.log"
   NO_COLOR=1 RUST_LOG=${RUST_LOG:-info} "$bin/$name" --listen 127.0.0.1:0 --pid-file "$pidf" \
     --max-draining 16 "$@" 2>"$out/$name.log" &
   gens+=($!)
@@ -56,6 +58,7 @@ start() {
     sleep 0.05
   done
   addr=$(grep -m1 -o 'serving addr=[0-9.:]*' "$out/$name.log" | cut -d= -f2)
+  [[ -n $addr ]] || fail "$name: no address in its log"
 }
 
 # upgrade_loop: UPGRADES upgrades by SIGHUP, each confirmed by the pid file naming the

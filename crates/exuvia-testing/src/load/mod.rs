@@ -46,6 +46,7 @@ mod histogram;
 mod http;
 mod kind;
 mod report;
+mod shared;
 mod worker;
 mod ws;
 
@@ -57,7 +58,7 @@ pub use kind::{FailureKind, RetryReason};
 pub use report::{Failure, Latency, LoadReport, MAX_STORED_FAILURES};
 
 use histogram::Histogram;
-use worker::{Shared, WorkerStats, lock};
+use shared::{Shared, WorkerStats, lock};
 
 /// Longest run accepted: a load run is a test, not a service.
 pub const MAX_DURATION: Duration = Duration::from_secs(3600);
