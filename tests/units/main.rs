@@ -101,7 +101,6 @@ fn generate_owned(args: &[String]) -> String {
     generate(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
-
 /// The rootfs of a systemd whose analyzer to use, or None (skip) when not configured locally.
 fn systemd_root() -> Option<String> {
     match std::env::var("EXUVIA_SYSTEMD_ROOT") {
