@@ -1,12 +1,12 @@
-//! The hand-off's calls on the service's handle and builder.
+//! The hand-off's methods of [`Builder`] and [`Exuvia`] (the protocol: `handoff/`).
 
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-use super::{Adoptions, Transferable};
+use super::{Builder, Exuvia};
 use crate::error::Error;
+use crate::handoff::{Adoptions, Transferable, Transfers};
 use crate::lifecycle::Phase;
-use crate::{Builder, Exuvia};
 
 impl Builder {
     /// How long the old generation may spend handing live connections to its successor
@@ -25,31 +25,10 @@ impl Builder {
     }
 }
 
-/// Makes [`Transferable`]s; cheap to clone into handlers and tasks.
-#[derive(Clone)]
-pub struct Transfers {
-    board: std::sync::Arc<super::Board>,
-}
-
-impl Transfers {
-    /// See [`Exuvia::transferable`].
-    pub fn transferable(&self, kind: &str) -> Transferable {
-        self.board.transferable(kind)
-    }
-}
-
-impl std::fmt::Debug for Transfers {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Transfers").finish_non_exhaustive()
-    }
-}
-
 impl Exuvia {
     /// A handle that makes [`Transferable`]s, for handlers that do not see the [`Exuvia`].
     pub fn transfers(&self) -> Transfers {
-        Transfers {
-            board: self.shared().board.clone(),
-        }
+        Transfers::new(self.shared().board.clone())
     }
 
     /// Marks a connection accepted on `listener` as one this generation may hand to its
