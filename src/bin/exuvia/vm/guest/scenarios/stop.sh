@@ -70,11 +70,13 @@ load_stop long unjudged
 start_units
 run_check b_reload --connections 8 --reloads 1 --interval 300ms
 check_ok b_check_unit 1 10
-wait_for 20 test "$(cgroup_procs)" -eq 1
+only_main() { (($(cgroup_procs) == 1)); }
+wait_for 20 only_main
 check b_only_main_left "$([[ $(cgroup_procs) == 1 ]] && echo 1 || echo 0)" "procs_in_cgroup=$(cgroup_procs)"
 load_start longb "$(long_mode)" 2 --interval 200ms
 if [[ $(long_mode) == long ]]; then
-  wait_for 5 test "$(established_to "$(prop MainPID)")" -ge 1
+  main_connected() { (($(established_to "$(prop MainPID)") >= 1)); }
+  wait_for 5 main_connected
   check b_main_has_connections "$([[ $(established_to "$(prop MainPID)") -ge 1 ]] && echo 1 || echo 0)" \
     "connections=$(established_to "$(prop MainPID)")"
 fi
