@@ -155,7 +155,7 @@ faults() {
   fi
   return "$rc"
 }
-known_defects='^(a_stop_clean|b_stop_clean|load_b_no_failures|unit_never_failed|mix_verdicts|load_echo_no_failures|term_old_stays_main|term_status_text|term_reload_rc|load_long_term_no_failures|load_long_term_connections_survived)$'
+known_defects='^(a_stop_clean|b_stop_clean|load_b_no_failures|unit_never_failed|mix_verdicts|load_echo_no_failures|term_.*|load_(echo|long)_term_.*)$'
 [[ -n $fault_versions ]] && stage "exuvia vm $fault_versions (faults, live connections, notify)" faults
 
 u=$here/units

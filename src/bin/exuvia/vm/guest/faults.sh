@@ -28,15 +28,20 @@ slow_stand_in() {
   stand_in slow "sleep $SLOW_S; exec -a $(printf %q "$BIN") $(printf %q "$WORK/good-binary") \"\$@\""
 }
 
-# find_successor SECONDS: SUCC = the pid of the stand-in started as a successor (a bash
-# running $BIN, in the unit's cgroup); 1 if none appears in time.
+# find_successor SECONDS: SUCC = the pid of the stand-in started as a successor: a bash
+# running $BIN in the unit's cgroup, a child of PID 1 (the successor is double-forked; a
+# child bash forks for `sleep` looks the same for a moment and shares its fds), and not a
+# control process (those have $MAINPID: the reload client runs the stand-in too, for a
+# moment); 1 if none appears in time.
 find_successor() {
   local deadline=$(($(now_ms) + $1 * 1000)) cg p
   cg=/sys/fs/cgroup$(prop ControlGroup)
   SUCC=''
   while (($(now_ms) < deadline)); do
     while read -r p; do
-      if [[ $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null) == "/bin/bash $BIN "* ]]; then
+      if [[ $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null) == "/bin/bash $BIN "* ]] &&
+        [[ $(awk '/^PPid:/ { print $2 }' "/proc/$p/status" 2>/dev/null) == 1 ]] &&
+        ! tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -q '^MAINPID='; then
         # shellcheck disable=SC2034 # read by the scenarios
         SUCC=$p
         return 0
@@ -47,15 +52,30 @@ find_successor() {
   return 1
 }
 
-# ready_sent OLD SUCC: the successor has written to OLD over their private socket (its
-# `ready`): a unix socket of OLD has unread bytes and its peer is one of SUCC's sockets.
-# Only meaningful while OLD is stopped (it would read them at once otherwise).
-ready_sent() {
+# unread_from RECEIVER SENDER: SENDER wrote to RECEIVER over a private socket and RECEIVER
+# has not read it yet: a unix socket of RECEIVER has unread bytes and its peer is one of
+# SENDER's sockets. The handover channel carries, in order, the old main's manifest and
+# listeners (read by the successor once its program runs) and the successor's `ready`.
+unread_from() {
   local peers
   peers=" $(find "/proc/$2/fd" -mindepth 1 -printf '%l\n' 2>/dev/null |
     sed -n 's/^socket:\[\([0-9]*\)\]$/\1/p' | tr '\n' ' ')"
   ss -xpH 2>/dev/null | awk -v p="pid=$1," -v peers="$peers" \
     'index($0, p) && $3 > 0 && index(peers, " " $8 " ") { found = 1 } END { exit !found }'
+}
+
+# handover_queued OLD SUCC: the old main has sent its manifest and listeners; the stand-in
+# successor holds them unread (it is still asleep). Before this, stopping or killing the old
+# main would catch it before the handover began.
+handover_queued() { unread_from "$2" "$1"; }
+
+# ready_sent OLD SUCC: the successor said `ready` and the old main has not read it (only
+# meaningful while the old main is stopped: it would read it at once otherwise).
+ready_sent() { unread_from "$1" "$2"; }
+
+# successor_waiting OLD SECONDS: find_successor, then wait until it holds the handover.
+successor_waiting() {
+  find_successor "$2" && wait_for "$2" handover_queued "$1" "$SUCC"
 }
 
 # proc_state PID: the state letter from /proc/PID/stat (R, S, T, Z, …), or `gone`.

@@ -7,7 +7,9 @@ does not say; this does, in a few lines that run on any guest with python3.
 
 Usage: longconn.py TARGET STATE_FILE STOP_FILE [INTERVAL_MS]
   TARGET      tcp:HOST:PORT or unix:PATH (as in vm.env)
-  STATE_FILE  written once connected ({"local_port": N}) and again at the end (the report)
+  STATE_FILE  written once connected ({"local_port": N or null, "inode": N}) and again at
+              the end (the report); the inode names the client's socket (`ss` shows it as the
+              peer of the server's end of a unix connection)
   STOP_FILE   the client ends (orderly) once this file exists
 Sends `N <payload>` every INTERVAL_MS (default 20) and reads its echo before the next;
 any error, EOF, timeout or wrong answer ends it and is reported. It never reconnects:
@@ -53,8 +55,9 @@ def main():
     interval = (int(sys.argv[4]) if len(sys.argv) > 4 else 20) / 1000
     s, port = connect(target)
     local = s.getsockname()
-    write_state(state, {"local_port": port})
-    report = {"local_port": port, "lines": 0, "error": None, "max_rtt_ms": 0.0}
+    inode = os.fstat(s.fileno()).st_ino
+    write_state(state, {"local_port": port, "inode": inode})
+    report = {"local_port": port, "inode": inode, "lines": 0, "error": None, "max_rtt_ms": 0.0}
     buf = b""
     t_end = time.monotonic() + LIMIT_S
     n = 0

@@ -25,7 +25,7 @@ for how in kill term; do
   old=$S_PID inv=$S_INV nr=$S_NR
   replace_binary "$WORK/slow"
   reload_bg
-  if find_successor 10 && stop_proc "$old"; then
+  if successor_waiting "$old" 10 && stop_proc "$old"; then
     t0=$(now_ms)
     seen=0
     wait_for 15 ready_sent "$old" "$SUCC" && seen=1
@@ -63,7 +63,7 @@ for how in kill term; do
     check "${how}_no_stray_process" "$(at_most_one && echo 1 || echo 0)" "procs=$(cgroup_procs) jobs=$(unit_jobs | wc -l) successor_state=$(proc_state "$SUCC")"
     metric "kill_new_$how" "ready_after_ms=$ready_ms old_stopped_ms=$frozen_ms rc=$RB_RC status='$status'"
   else
-    check "${how}_successor_started" 0 "no stand-in successor in the unit within 10 s, or the old main $old did not stop"
+    check "${how}_successor_started" 0 "no stand-in successor holding the handover within 10 s, or the old main $old did not stop"
     kill -CONT "$old" 2>/dev/null
     reload_bg_rc
   fi

@@ -1,5 +1,6 @@
 # kill-old: the old main is SIGKILLed while its successor is still starting (a stand-in that
-# sleeps SLOW_S before the real binary runs), in the middle of a reload, under load.
+# sleeps SLOW_S before the real binary runs, the manifest and listeners already waiting for
+# it on the handover channel), in the middle of a reload, under load.
 # Exactly one generation must end up serving: either the unit is active with the successor
 # as its main, or systemd gives up on the reload and Restart= brings a new instance (with
 # NotifyAccess=main nobody may announce a new main once the main is dead, so under
@@ -17,7 +18,7 @@ unit_state
 old=$S_PID nr=$S_NR inv=$S_INV
 replace_binary "$WORK/slow"
 systemctl reload --no-block "$SVC"
-if find_successor 10; then
+if successor_waiting "$old" 10; then
   kill -KILL "$old"
   t0=$(now_ms)
   info "kill-old: successor $SUCC started, old main $old SIGKILLed before it was ready"
@@ -44,7 +45,7 @@ if find_successor 10; then
   check old_main_gone "$(dead "$old" && echo 1 || echo 0)" "pid=$old state=$(proc_state "$old")"
   metric kill_old "outcome=$outcome recover_ms=$recover_ms status='$(prop StatusText)' reload_result=$(prop ReloadResult)"
 else
-  check successor_started 0 "no stand-in successor in the unit within 10 s"
+  check successor_started 0 "no stand-in successor holding the handover within 10 s"
 fi
 # Healthy afterwards: the real binary back, one more reload hands over.
 replace_binary "$WORK/good-binary"

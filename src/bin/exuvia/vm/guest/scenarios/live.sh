@@ -19,13 +19,19 @@ rm -f "$WORK/stop-live" "$state"
 python3 /run/exuvia-vm/longconn.py "$TARGET" "$state" "$WORK/stop-live" 20 >"$WORK/live.out" 2>&1 &
 live_pid=$!
 wait_for 10 test -s "$state"
-port=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["local_port"])' "$state" 2>/dev/null)
-info "live: long-lived connection from local port ${port:-?}"
-# The pid that holds the server side of the live connection.
+read -r port ino < <(python3 -c 'import json,sys; d = json.load(open(sys.argv[1])); print(d["local_port"], d["inode"])' "$state" 2>/dev/null)
+info "live: long-lived connection from local port ${port:-?} (socket inode ${ino:-?})"
+# The pid that holds the server side of the live connection: by ports for TCP, for a unix
+# socket the end whose peer is the client's socket.
 holder() {
-  [[ -n $TARGET_PORT && $port =~ ^[0-9]+$ ]] || { echo n/a; return; }
-  ss -Htnp state established "( sport = :$TARGET_PORT and dport = :$port )" 2>/dev/null |
-    sed -n 's/.*pid=\([0-9]*\),.*/\1/p' | head -1
+  if [[ -n $TARGET_PORT && $port =~ ^[0-9]+$ ]]; then
+    ss -Htnp state established "( sport = :$TARGET_PORT and dport = :$port )" 2>/dev/null |
+      sed -n 's/.*pid=\([0-9]*\),.*/\1/p' | head -1
+  elif [[ $ino =~ ^[0-9]+$ ]]; then
+    ss -xpH 2>/dev/null | awk -v ino="$ino" '$8 == ino' | sed -n 's/.*pid=\([0-9]*\),.*/\1/p' | head -1
+  else
+    echo n/a
+  fi
 }
 one_proc() { (($(cgroup_procs) == 1)); }
 bad_reload=0 bad_holder=0 lingered=0 exit_max=0

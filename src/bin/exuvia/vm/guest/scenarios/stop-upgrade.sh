@@ -58,8 +58,8 @@ for phase in a b; do
   old=$(prop MainPID)
   replace_binary "$WORK/slow"
   reload_bg
-  if ! find_successor 10; then
-    check "${phase}_successor_started" 0 "no stand-in successor in the unit within 10 s"
+  if ! successor_waiting "$old" 10; then
+    check "${phase}_successor_started" 0 "no stand-in successor holding the handover within 10 s"
   else
     mapfile -t PIDS <"/sys/fs/cgroup$(prop ControlGroup)/cgroup.procs"
     if [[ $phase == b ]]; then
