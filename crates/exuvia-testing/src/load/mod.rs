@@ -42,6 +42,9 @@ mod worker;
 #[cfg(test)]
 mod tests;
 
+#[cfg(feature = "fuzzing")]
+pub(crate) use http::read_responses;
+
 pub use conn::{Target, request_once};
 pub use report::{Failure, FailureKind, Latency, LoadReport, MAX_STORED_FAILURES};
 
