@@ -17,10 +17,19 @@ fn fail(key: &str, value: &str, why: impl std::fmt::Display) -> ! {
     panic!("{key}={value:?}: {why}")
 }
 
-/// An absolute path within the kernel's limits; `normalized` also refuses empty, `.` and `..`
-/// components and a trailing slash (systemd requires that of executables), otherwise only
-/// `..` is refused (the spec promises no traversal).
-pub fn absolute_path(path: &str, normalized: bool) -> Result<(), String> {
+/// How strictly [`absolute_path`] reads a path.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum PathRule {
+    /// An executable: systemd simplifies `//`, `.` and `..`, but a trailing slash (the root
+    /// included) names a directory, a fatal error.
+    Executable,
+    /// A file or socket: no `..` (systemd drops a non-normalized `EnvironmentFile=`, and the
+    /// spec promises no traversal).
+    NoTraversal,
+}
+
+/// An absolute path within the kernel's limits, read by `rule`.
+pub fn absolute_path(path: &str, rule: PathRule) -> Result<(), String> {
     let rest = path.strip_prefix('/').ok_or("not absolute")?;
     if path.len() >= PATH_MAX {
         return Err("longer than PATH_MAX".into());
@@ -28,8 +37,11 @@ pub fn absolute_path(path: &str, normalized: bool) -> Result<(), String> {
     if path.chars().any(char::is_control) {
         return Err("control character".into());
     }
+    if rule == PathRule::Executable && path.ends_with('/') {
+        return Err("names a directory".into());
+    }
     for c in rest.split('/') {
-        if c == ".." || (normalized && (c.is_empty() || c == ".")) {
+        if rule == PathRule::NoTraversal && c == ".." {
             return Err(format!("component {c:?}"));
         }
         if c.len() > NAME_MAX {
@@ -250,7 +262,7 @@ fn exec(key: &str, value: &str, asked: &Asked<'_>) {
     if cmd.prefixes.contains(['-', ':', '+', '!']) {
         fail(key, value, format!("prefix {:?}", cmd.prefixes));
     }
-    if let Err(why) = absolute_path(&cmd.words[0], true) {
+    if let Err(why) = absolute_path(&cmd.words[0], PathRule::Executable) {
         fail(key, value, format!("executable {:?}: {why}", cmd.words[0]));
     }
     // With `@`, the second word is argv[0] and the arguments follow it.
@@ -285,7 +297,7 @@ fn listen_address(addr: &str) -> Result<(), String> {
         if addr.len() > SUN_PATH_MAX {
             return Err("socket path longer than sun_path".into());
         }
-        return absolute_path(addr, false);
+        return absolute_path(addr, PathRule::NoTraversal);
     }
     if let Some(name) = addr.strip_prefix('@') {
         return if name.is_empty() || addr.len() > SUN_PATH_MAX {
