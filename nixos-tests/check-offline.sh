@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# What CI can check of the NixOS tests without nixpkgs or a binary cache
-# (vm-feasibility.md §5): every .nix file parses, exuvia-echo.nix is exactly
+# What CI can check of the NixOS tests without nixpkgs or a binary cache (CI
+# has neither, and VM tests need KVM): every .nix file parses, exuvia-echo.nix is exactly
 # what `exuvia unit --format nixos` generates today, and a mock-pkgs
 # evaluation (mock-eval.nix) forces every test's modules and test script,
 # whose Python then has to compile.

@@ -16,25 +16,32 @@ let
   # the replace and broken scenarios can swap it the way a package upgrade does; the
   # library re-executes the path it was started with (argv[0]), not /proc/self/exe.
   bin = "/var/lib/exuvia-test/exuvia-echo";
-  control = "--control /run/exuvia-echo/control.sock";
+  # The generated module names the /usr/local/bin path of units/exuvia-echo.toml in ExecStart=
+  # and in ExecReload= (the binary is its own reload client, `@BIN exuvia-reload …`): point
+  # both at the test's binary, keeping everything else exactly as generated.
+  generated = (import ./exuvia-echo.nix).systemd.services."exuvia-echo".serviceConfig;
+  retarget = builtins.replaceStrings [ "/usr/local/bin/exuvia-echo" ] [ bin ];
   echoModule =
     { lib, ... }:
     {
       imports = [ ./exuvia-echo.nix ];
-      # The generated module names /usr/local/bin paths (units/exuvia-echo.toml): point
-      # ExecStart= and the synchronous reload client at the store.
-      systemd.services.exuvia-echo.serviceConfig.ExecStart = lib.mkForce "${bin} ${control}";
-      systemd.services.exuvia-echo.serviceConfig.ExecReload =
-        lib.mkForce "${exuvia}/bin/exuvia reload --wait ${control}";
+      systemd.services.exuvia-echo.serviceConfig.ExecStart = lib.mkForce (retarget generated.ExecStart);
+      systemd.services.exuvia-echo.serviceConfig.ExecReload = lib.mkForce (retarget generated.ExecReload);
       systemd.tmpfiles.rules = [
         "d /var/lib/exuvia-test 0755 root root -"
         "L+ ${bin} - - - - ${exuvia}/bin/exuvia-echo"
       ];
     };
-  # Test deadlines (the example's flags), as the Debian harness sets them.
-  withArgs = args: {
-    systemd.services.exuvia-echo.serviceConfig.ExecStart = lib.mkOverride 40 "${bin} ${control} ${args}";
-  };
+  # Test deadlines, as the Debian harness sets them: through the EXUVIA_* variables the unit
+  # hands the service (they win over the example's flags), within the unit's timeouts.
+  withDeadlines =
+    { ready, hard }:
+    {
+      systemd.services.exuvia-echo.environment = {
+        EXUVIA_READY_TIMEOUT = lib.mkForce ready;
+        EXUVIA_DRAIN_HARD = lib.mkForce hard;
+      };
+    };
 
   common = {
     module = echoModule;
@@ -63,16 +70,20 @@ in
   });
 
   # A successor that cannot start leaves the old process serving (same MainPID, StatusText
-  # says why); after the good binary is back, the check's reloads pass.
+  # says why); after the good binary is back, the check's reloads pass. The reload client is
+  # the binary on disk, so with a broken one `systemctl reload` fails before any upgrade is
+  # tried; the reload signal then drives the upgrade itself, which fails cleanly.
   broken = mkReloadTest (common // {
     name = "exuvia-broken";
     reloads = 3;
-    extraModules = [ (withArgs "--ready-timeout 3 --drain-hard 10") ];
+    extraModules = [ (withDeadlines { ready = "3s"; hard = "10s"; }) ];
     preCheck = ''
       machine.succeed("printf '#!/bin/sh\\nexit 1\\n' > /var/lib/exuvia-test/broken && chmod 755 /var/lib/exuvia-test/broken")
       ${swap "/var/lib/exuvia-test/broken"}
       pid = unit_props()["MainPID"]
-      machine.succeed(f"systemctl reload {SERVICE}")
+      machine.fail(f"systemctl reload {SERVICE}")
+      assert unit_props()["MainPID"] == pid, "a failed reload client must not touch the main"
+      machine.succeed(f"systemctl kill --kill-whom=main --signal=SIGHUP {SERVICE}")
       machine.wait_until_succeeds(f"systemctl show -P StatusText {SERVICE} | grep -q 'upgrade failed'", timeout=30)
       p = unit_props()
       assert p["MainPID"] == pid and p["ActiveState"] == "active", p
@@ -87,7 +98,7 @@ in
     name = "exuvia-stop";
     reloads = 3;
     interval = "100ms";
-    extraModules = [ (withArgs "--ready-timeout 5 --drain-hard 7") ];
+    extraModules = [ (withDeadlines { ready = "5s"; hard = "7s"; }) ];
     postCheck = ''
       cursor = machine.succeed("journalctl -n 0 --show-cursor | sed -n 's/^-- cursor: //p'").strip()
       machine.succeed(f"timeout 60 systemctl stop {SOCKET} {SERVICE}")
@@ -123,7 +134,7 @@ in
   restart = mkReloadTest (common // {
     name = "exuvia-restart";
     reloads = 3;
-    extraModules = [ (withArgs "--ready-timeout 5 --drain-hard 5") ];
+    extraModules = [ (withDeadlines { ready = "5s"; hard = "5s"; }) ];
     preCheck = ''
       machine.succeed(
           "exuvia load --target tcp:127.0.0.1:8080 --mode echo --connections 16 --duration 60s"

@@ -4,6 +4,7 @@
   systemd.services."exuvia-echo" = {
     description = "exuvia example echo server (zero-downtime fork+exec reload)";
     after = [ "network.target" ];
+    environment = { EXUVIA_READY_TIMEOUT = "5s"; EXUVIA_DRAIN_SOFT = "0s"; EXUVIA_DRAIN_HARD = "10s"; };
     wantedBy = [ "multi-user.target" ];
     unitConfig = {
       StartLimitIntervalSec = "60s";
@@ -13,7 +14,7 @@
       Type = "notify-reload";
       ReloadSignal = "SIGHUP";
       ExecStart = "/usr/local/bin/exuvia-echo --control /run/exuvia-echo/control.sock";
-      ExecReload = "/usr/local/bin/exuvia reload --wait --control /run/exuvia-echo/control.sock";
+      ExecReload = "@/usr/local/bin/exuvia-echo exuvia-reload --wait --control /run/exuvia-echo/control.sock --timeout 7";
       NotifyAccess = "main";
       KillMode = "control-group";
       TimeoutStartSec = "10s";

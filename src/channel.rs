@@ -34,6 +34,9 @@ pub(crate) enum Message {
     Failed(String),
     /// Old → new: this process has let go of every listener.
     Complete,
+    /// Old → new, after `complete`: what the old generation's drain did, for the counters
+    /// that continue across generations.
+    Stats(Vec<(String, u64)>),
 }
 
 impl Message {
@@ -46,6 +49,9 @@ impl Message {
                 format!("failed {reason}").into_bytes()
             }
             Message::Complete => b"complete".to_vec(),
+            Message::Stats(pairs) => {
+                format!("stats {}", crate::stats::format_pairs(pairs)).into_bytes()
+            }
         }
     }
 
@@ -65,6 +71,9 @@ impl Message {
                 &rest.chars().take(MAX_REASON).collect::<String>(),
             ))),
             "complete" if rest.is_empty() => Ok(Message::Complete),
+            "stats" => crate::stats::parse_pairs(rest)
+                .map(Message::Stats)
+                .map_err(|e| printable(&e)),
             _ => Err(printable(&text.chars().take(80).collect::<String>())),
         }
     }
@@ -273,6 +282,7 @@ mod tests {
             },
             Message::Failed("bad config".into()),
             Message::Complete,
+            Message::Stats(vec![("connections_drained".into(), 4)]),
         ] {
             assert_eq!(Message::decode(&m.encode()), Ok(m));
         }

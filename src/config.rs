@@ -16,11 +16,16 @@ pub(crate) struct Config {
     pub drain_soft: Duration,
     pub drain_hard: Duration,
     pub max_draining: usize,
+    /// How long the old generation spends handing live connections over.
+    pub handoff_timeout: Duration,
+    /// Bounds on what this generation adopts from its predecessor: connections, bytes.
+    pub adopt_limits: (usize, usize),
     pub executable: Option<PathBuf>,
     pub args: Option<Vec<OsString>>,
     pub pid_file: Option<PathBuf>,
     pub control_socket: Option<PathBuf>,
     pub fd_store: bool,
+    pub hooks: crate::hooks::Hooks,
     pub start: StartEnv,
 }
 
@@ -34,11 +39,17 @@ impl Default for Config {
             drain_soft: Duration::ZERO,
             drain_hard: Duration::from_secs(30),
             max_draining: 4,
+            handoff_timeout: Duration::from_secs(2),
+            adopt_limits: (
+                crate::handoff::DEFAULT_MAX_CONNECTIONS,
+                crate::handoff::DEFAULT_MAX_BYTES,
+            ),
             executable: None,
             args: None,
             pid_file: None,
             control_socket: None,
             fd_store: false,
+            hooks: crate::hooks::Hooks::default(),
             start: StartEnv::default(),
         }
     }

@@ -33,8 +33,9 @@ pub const CONTROL_NAME: &str = "exuvia-control";
 /// costs neither unbounded threads nor memory.
 pub const MAX_CONNECTIONS: usize = 32;
 
-/// How long a connection may take to send its request line.
-pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection may take to send its request line (the reload client sends it
+/// right after connecting; a silent client frees its slot after this).
+pub const READ_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Longest request line read; the only request is 8 bytes.
 const MAX_LINE: u64 = 256;
@@ -70,11 +71,12 @@ pub(crate) fn serve(
     wake: Arc<OwnedFd>,
     open: ControlGuard,
 ) {
-    if open.count() > MAX_CONNECTIONS {
-        return refuse(stream, "too many control connections at once; retry");
-    }
+    // Checked first: a client that may not upgrade never takes one of the slots.
     if let Err(why) = authorised(&stream) {
         return refuse(stream, &why);
+    }
+    if open.count() > MAX_CONNECTIONS {
+        return refuse(stream, "too many control connections at once; retry");
     }
     let spawned = std::thread::Builder::new()
         .name("exuvia-control".into())
@@ -174,12 +176,18 @@ pub fn request_upgrade(path: &Path, timeout: Duration) -> Result<Upgraded, Contr
     };
     let mut s = UnixStream::connect(path).map_err(connect_err)?;
     s.set_read_timeout(Some(timeout)).map_err(connect_err)?;
-    s.write_all(b"upgrade\n").map_err(connect_err)?;
+    // A service that refuses at once (busy, wrong user) answers and closes before reading
+    // the request, so a failed write still leaves its answer to read.
+    let wrote = s.write_all(b"upgrade\n");
     let mut line = String::new();
-    BufReader::new(s.take(4096))
-        .read_line(&mut line)
-        .map_err(|e| ControlError::Protocol(format!("no answer within {timeout:?}: {e}")))?;
-    parse_answer(line.trim_end_matches(['\n', '\r']))
+    let read = BufReader::new(s.take(4096)).read_line(&mut line);
+    match (wrote, read) {
+        (Err(e), _) if line.is_empty() => Err(connect_err(e)),
+        (_, Err(e)) if line.is_empty() => Err(ControlError::Protocol(format!(
+            "no answer within {timeout:?}: {e}"
+        ))),
+        _ => parse_answer(line.trim_end_matches(['\n', '\r'])),
+    }
 }
 
 /// Parses one answer line (public for the fuzz targets; [`request_upgrade`] uses it).

@@ -72,6 +72,14 @@ impl DrainReport {
             cut,
             "drain finished"
         );
+        use crate::stats::{Counter, stats};
+        stats().add(
+            Counter::ConnectionsDrained,
+            open_at_start.saturating_sub(cut) as u64,
+        );
+        stats().add(Counter::ConnectionsCut, cut as u64);
+        crate::stats::observe("exuvia_drain_seconds", report.elapsed);
+        crate::stats::gauge("exuvia_connections_at_handover", open_at_start as f64);
         report
     }
 }
@@ -84,10 +92,19 @@ impl Inner {
 
 impl Tracker {
     /// Tracks a connection; keep the guard alive while serving it. The tracker keeps a
-    /// duplicate of the fd so it can cut the connection at the hard deadline.
+    /// duplicate of the fd so it can cut the connection at the hard deadline. When the
+    /// process is out of fds the connection is tracked without one (the drain still waits
+    /// for it, but cannot cut it): refusing to serve a connection already accepted would
+    /// turn a resource shortage into a failed request.
     pub fn track(&self, conn: &impl AsFd) -> io::Result<ConnGuard> {
-        let fd = conn.as_fd().try_clone_to_owned()?;
-        Ok(self.insert(Some(fd)))
+        match conn.as_fd().try_clone_to_owned() {
+            Ok(fd) => Ok(self.insert(Some(fd))),
+            Err(e) if crate::listener::exhausted(&e) => {
+                tracing::warn!(error = %e, "tracking a connection without a duplicate fd: it cannot be cut at the hard deadline");
+                Ok(self.insert(None))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Tracks work that has no fd (the hard deadline cannot cut it, only stop waiting).

@@ -12,17 +12,20 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::channel::{Channel, Message};
 use crate::config::Config;
 use crate::error::{Error, UpgradeError};
 use crate::fds::Registry;
 use crate::generations;
+use crate::handoff::wire::HandOff;
 use crate::join::{JoinWindow, Joined};
 use crate::lifecycle::{DrainReason, Lifecycle, Phase};
 use crate::manifest::Ancestor;
 use crate::notify::Notifier;
 use crate::pidfile;
-use crate::predecessor::Predecessor;
+use crate::predecessor::{FromPredecessor, Predecessor};
 use crate::request::{Request, UpgradeResult, Upgraded, Verdict, Waiter};
+use crate::stats::{Counter, stats};
 use crate::successor::{self, Answer, Successor};
 use crate::sync::lock;
 use crate::sys;
@@ -32,6 +35,10 @@ pub(crate) struct Shared {
     pub life: Arc<Lifecycle>,
     pub registry: Mutex<Registry>,
     pub next_state: Mutex<Option<Arc<Vec<u8>>>>,
+    /// Connections this generation may hand to its successor.
+    pub board: Arc<crate::handoff::Board>,
+    /// Connections this generation adopts from its predecessor.
+    pub adopters: Arc<crate::handoff::Adopters>,
 }
 
 impl Shared {
@@ -60,6 +67,8 @@ pub(crate) struct Inputs {
 
 struct InFlight {
     successor: Successor,
+    /// What the successor said it can do, with its `ready`.
+    caps: Vec<String>,
     triggered: Instant,
     deadline: Instant,
     /// Who started it.
@@ -82,10 +91,14 @@ pub(crate) struct Driver {
     control: Option<UnixListener>,
     /// Ready, and no predecessor still holds the listeners: this process may upgrade.
     main: bool,
+    /// The predecessor has let go (or is gone); stays true after this process hands over in turn.
+    took_over: bool,
     ready: bool,
     inflight: Option<InFlight>,
     /// A trigger that arrived between our `ready` and the predecessor's `complete`.
     deferred: Option<Waiter>,
+    /// The channel to the successor this process handed over to, kept for its drain results.
+    handed_to: Option<Channel>,
     join: JoinWindow,
     next_watchdog: Option<Instant>,
 }
@@ -105,9 +118,11 @@ impl Driver {
             predecessor: i.predecessor,
             control: i.control,
             main: false,
+            took_over: false,
             ready: false,
             inflight: None,
             deferred: None,
+            handed_to: None,
             join: JoinWindow::default(),
             next_watchdog: None,
         }
@@ -227,6 +242,19 @@ impl Driver {
                 let _ = reply.send(self.on_ready());
             }
             Request::Stop => self.stop(),
+            Request::Drained(report, ack) => {
+                if let Some(ch) = &self.handed_to {
+                    let drained = report.open_at_start.saturating_sub(report.cut) as u64;
+                    let pairs = vec![
+                        ("connections_drained".to_owned(), drained),
+                        ("connections_cut".to_owned(), report.cut as u64),
+                    ];
+                    if let Err(e) = ch.send_msg(&Message::Stats(pairs)) {
+                        tracing::debug!(error = %e, "the successor did not take the drain results");
+                    }
+                }
+                let _ = ack.send(());
+            }
             Request::Shutdown => {}
         }
     }
@@ -244,8 +272,14 @@ impl Driver {
         self.life().set_phase(Phase::Serving);
         match &self.predecessor {
             Some(p) => {
-                p.send_ready()
-                    .map_err(Error::io("telling the previous generation we are ready"))?;
+                if let Err(e) = p.send_ready(self.shared.adopters.any()) {
+                    // The predecessor died before it could hand over (the channel is gone):
+                    // nobody else holds the listeners now, so this process serves alone.
+                    tracing::warn!(error = %e, "the previous generation is gone; taking over alone");
+                    self.predecessor = None;
+                    self.take_main();
+                    return Ok(());
+                }
                 tracing::info!("ready; waiting for the previous generation to hand over");
                 if let Some(t) = p.signal_trigger_us {
                     self.join = JoinWindow::inherited(
@@ -262,6 +296,8 @@ impl Driver {
                 }
             }
             None => {
+                // Nothing to adopt without a predecessor: end the adoption streams.
+                self.shared.adopters.close();
                 self.take_main();
                 self.notifier
                     .ready(&format!("serving (generation {})", self.generation));
@@ -274,6 +310,8 @@ impl Driver {
     /// This process now holds the listeners alone and may upgrade.
     fn take_main(&mut self) {
         self.main = true;
+        self.took_over = true;
+        self.shared.adopters.close();
         if let Some(path) = &self.cfg.pid_file {
             if let Err(e) = pidfile::write(path) {
                 tracing::warn!(path = %path.display(), error = %e, "could not write the pid file");
@@ -293,19 +331,94 @@ impl Driver {
 
     fn on_predecessor_message(&mut self) {
         let Some(p) = &self.predecessor else { return };
-        match p.poll_complete() {
-            Ok(false) => return,
-            Ok(true) => {
-                tracing::info!("handover complete: this generation is the only one accepting")
+        let event = p.poll();
+        if self.took_over {
+            // After the handover: the old generation's drain results, then its exit.
+            match event {
+                FromPredecessor::Stats(pairs) => stats().add_travelled(&pairs),
+                FromPredecessor::Gone => self.predecessor = None,
+                FromPredecessor::Unexpected(m) => {
+                    tracing::debug!(message = %m, "unexpected message from the draining previous generation");
+                    self.predecessor = None;
+                }
+                FromPredecessor::Nothing
+                | FromPredecessor::Complete
+                | FromPredecessor::HandOff(..) => {}
             }
-            Err(m) => {
-                tracing::warn!(message = %m, "unexpected message from the previous generation; treating the handover as complete")
+            return;
+        }
+        match event {
+            FromPredecessor::Nothing => return,
+            FromPredecessor::HandOff(h, fds) => return self.on_offer(h, fds),
+            FromPredecessor::Complete => {
+                tracing::info!("handover complete: this generation is the only one accepting");
+                // This process exists because that handover succeeded; the counters it
+                // inherited were taken before it.
+                stats().add(Counter::UpgradesHandedOver, 1);
+            }
+            FromPredecessor::Gone => {
+                tracing::warn!(
+                    "the previous generation exited before it handed over; this generation serves alone"
+                );
+                self.predecessor = None;
+            }
+            FromPredecessor::Stats(pairs) => {
+                tracing::warn!(
+                    ?pairs,
+                    "drain results from the previous generation before its handover; treating the handover as complete"
+                );
+            }
+            FromPredecessor::Unexpected(message) => {
+                tracing::warn!(%message, "unexpected message from the previous generation; treating the handover as complete");
             }
         }
-        self.predecessor = None;
         self.take_main();
         if let Some(w) = self.deferred.take() {
             self.trigger(w);
+        }
+    }
+
+    /// The predecessor's hand-off of live connections (see [`crate::handoff`]).
+    fn on_offer(&mut self, h: HandOff, fds: Vec<OwnedFd>) {
+        let Some(p) = &self.predecessor else { return };
+        match h {
+            HandOff::Offer { batch, conns } => {
+                let n = conns.len();
+                let answers = self.shared.adopters.offer(batch, conns, fds);
+                let accepted = answers.iter().filter(|a| a.is_ok()).count();
+                tracing::info!(
+                    phase = "hand over",
+                    batch,
+                    offered = n,
+                    accepted,
+                    "live connections offered"
+                );
+                if let Err(e) = p.send_handoff(&HandOff::Verdict { batch, answers }) {
+                    tracing::warn!(error = %e, "could not answer the offer; the predecessor keeps them");
+                    self.shared.adopters.abort(batch);
+                }
+            }
+            HandOff::Commit(batch) => {
+                let n = self.shared.adopters.commit(batch);
+                stats().add(Counter::ConnectionsHandedOver, n as u64);
+                tracing::info!(
+                    phase = "hand over",
+                    batch,
+                    adopted = n,
+                    "live connections adopted"
+                );
+            }
+            HandOff::Abort(batch) => {
+                tracing::info!(
+                    phase = "hand over",
+                    batch,
+                    "the predecessor kept the offered connections"
+                );
+                self.shared.adopters.abort(batch);
+            }
+            HandOff::Verdict { .. } => {
+                tracing::warn!("a verdict from the predecessor makes no sense; ignored");
+            }
         }
     }
 
@@ -326,7 +439,7 @@ impl Driver {
         }
         let refusal = if self.draining_now() {
             Some(UpgradeError::ShuttingDown)
-        } else if !self.main && self.ready && self.predecessor.is_some() {
+        } else if !self.main && self.ready {
             // systemd signals the new main as soon as MAINPID= names it, which can be a few
             // hundred µs before the old process has let go of the listeners: start right
             // after, or the reload would hang until its timeout.
@@ -346,11 +459,16 @@ impl Driver {
             return;
         }
         let triggered = Instant::now();
+        stats().add(Counter::UpgradesStarted, 1);
         if matches!(waiter, Waiter::Signal) {
             self.join.signal_started(triggered, sys::monotonic_usec());
         }
         self.notifier.reloading();
         self.life().set_phase(Phase::Upgrading);
+        // After RELOADING=1, so that a veto still completes the reload (READY=1 + STATUS=).
+        if let Err(e) = self.cfg.hooks.before_upgrade() {
+            return self.fail(None, waiter, Vec::new(), e);
+        }
         match self.spawn() {
             Ok(successor) => {
                 tracing::info!(
@@ -362,6 +480,7 @@ impl Driver {
                     .extend_timeout(self.cfg.ready_timeout + Duration::from_secs(5));
                 self.inflight = Some(InFlight {
                     successor,
+                    caps: Vec::new(),
                     triggered,
                     deadline: triggered + self.cfg.ready_timeout,
                     asked_by: waiter,
@@ -420,18 +539,21 @@ impl Driver {
         let pid = f.successor.pid;
         let exited = f.successor.exited();
         let outcome = match f.successor.answer() {
-            Answer::Ready if !exited => Ok(()),
+            Answer::Ready(caps) if !exited => Ok(caps),
+            // Handing over to a dead process would leave nobody serving.
+            Answer::Ready(_) => Err(UpgradeError::DiedAfterReady { pid }),
             Answer::Failed(reason) => Err(UpgradeError::Failed { pid, reason }),
             Answer::Malformed(message) if !exited => Err(UpgradeError::Protocol { pid, message }),
-            Answer::Ready | Answer::Gone | Answer::Malformed(_) => {
-                Err(UpgradeError::Exited { pid })
-            }
+            Answer::Gone | Answer::Malformed(_) => Err(UpgradeError::Exited { pid }),
         };
-        let Some(f) = self.inflight.take() else {
+        let Some(mut f) = self.inflight.take() else {
             return;
         };
         match outcome {
-            Ok(()) => self.hand_over(f),
+            Ok(caps) => {
+                f.caps = caps;
+                self.hand_over(f)
+            }
             Err(e) => self.fail(Some(f.successor), f.asked_by, f.joined, e),
         }
     }
@@ -469,6 +591,8 @@ impl Driver {
             s.kill();
         }
         tracing::warn!(error = %e, "upgrade failed; this generation keeps serving");
+        stats().add(Counter::UpgradesFailed(e.reason()), 1);
+        self.cfg.hooks.failed(&e);
         self.notifier.upgrade_failed(&e.short());
         if !self.draining_now() {
             self.life().set_phase(Phase::Serving);
@@ -512,15 +636,38 @@ impl Driver {
     /// **hand over**: make the successor main, stop accepting, let go of every listener.
     fn hand_over(&mut self, f: InFlight) {
         let ready_at = Instant::now();
+        // Live connections first, while this generation still accepts: if the successor dies
+        // during the transfer, this generation has given up nothing else and serves on.
+        let handed = if f
+            .caps
+            .iter()
+            .any(|c| c == crate::predecessor::CAP_CONNECTIONS)
+        {
+            let deadline = Instant::now() + self.cfg.handoff_timeout;
+            crate::handoff::give(&self.shared.board, &f.successor.channel, deadline)
+        } else {
+            // The successor adopts nothing: connections stay here and drain.
+            crate::handoff::GiveReport::default()
+        };
+        if handed.offered > 0 {
+            tracing::info!(
+                phase = "hand over",
+                offered = handed.offered,
+                handed_over = handed.handed_over,
+                kept = handed.kept,
+                "live connections handed over"
+            );
+        }
+        if f.successor.exited() {
+            let pid = f.successor.pid;
+            return self.fail(
+                Some(f.successor),
+                f.asked_by,
+                f.joined,
+                UpgradeError::DiedAfterReady { pid },
+            );
+        }
         let s = &f.successor;
-        let status = format!(
-            "generation {} (pid {}) serving; generation {} (pid {}) draining",
-            self.generation + 1,
-            s.pid,
-            self.generation,
-            std::process::id()
-        );
-        self.notifier.handed_over(s.pid, s.pidfd.as_fd(), &status);
         self.main = false;
         self.next_watchdog = None;
         self.control = None;
@@ -530,6 +677,14 @@ impl Driver {
         if !all_closed {
             tracing::warn!("a listener was still held by the service 1 s after the handover");
         }
+        let status = format!(
+            "generation {} (pid {}) serving; generation {} (pid {}) draining",
+            self.generation + 1,
+            s.pid,
+            self.generation,
+            std::process::id()
+        );
+        self.notifier.handed_over(s.pid, s.pidfd.as_fd(), &status);
         if let Err(e) = s.send_complete() {
             tracing::debug!(error = %e, "successor did not take the completion message");
         }
@@ -548,11 +703,26 @@ impl Driver {
             fds_closed = closed,
             "handover complete"
         );
+        stats().add(Counter::UpgradesHandedOver, 1);
+        crate::stats::observe("exuvia_upgrade_ready_seconds", report.ready_after);
+        crate::stats::observe(
+            "exuvia_upgrade_handover_seconds",
+            report.ready_after + report.closed_after,
+        );
         generations::cut_beyond_cap(&self.draining, self.cfg.max_draining);
         self.life()
             .set_phase(Phase::Draining(DrainReason::Upgraded));
         tracing::info!(phase = "drain", "draining");
-        self.answer(f.asked_by, f.joined, Ok(report));
+        let InFlight {
+            successor,
+            asked_by,
+            joined,
+            ..
+        } = f;
+        self.handed_to = Some(successor.into_channel());
+        self.cfg.hooks.handed_over(&report);
+        self.cfg.hooks.drain(DrainReason::Upgraded);
+        self.answer(asked_by, joined, Ok(report));
     }
 
     /// The stop signal: drain without a successor.
@@ -581,6 +751,7 @@ impl Driver {
         self.shared.registry().close_registered();
         self.life().set_phase(Phase::Draining(DrainReason::Stopped));
         tracing::info!(phase = "drain", "stop requested; draining");
+        self.cfg.hooks.drain(DrainReason::Stopped);
     }
 
     fn shutdown(mut self) {
@@ -592,7 +763,7 @@ impl Driver {
                 UpgradeError::ShutDown,
             );
         }
-        if let Some(p) = &self.predecessor {
+        if let Some(p) = self.predecessor.as_ref().filter(|_| !self.took_over) {
             p.send_failed("the new process shut down before the handover completed");
         }
     }

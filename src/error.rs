@@ -225,6 +225,18 @@ pub enum UpgradeError {
         /// Successor pid.
         pid: i32,
     },
+    /// A `before_upgrade` hook of the service refused the upgrade.
+    #[error("the service's pre-upgrade check refused the upgrade: {reason}")]
+    Vetoed {
+        /// The hook's words.
+        reason: String,
+    },
+    /// The successor said `ready` and died before this process handed over to it.
+    #[error("successor (pid {pid}) died right after it said ready, before the handover")]
+    DiedAfterReady {
+        /// Successor pid.
+        pid: i32,
+    },
     /// The successor missed the readiness deadline and was killed.
     #[error("successor (pid {pid}) was not ready within {timeout:?} and was killed")]
     Timeout {
@@ -255,6 +267,23 @@ pub enum UpgradeError {
 }
 
 impl UpgradeError {
+    /// The failure as a metrics label (one of `stats::FAILURE_REASONS`).
+    pub(crate) fn reason(&self) -> &'static str {
+        match self {
+            UpgradeError::Executable { .. } => "executable",
+            UpgradeError::Spawn { .. } => "spawn",
+            UpgradeError::Exited { .. } => "exited",
+            UpgradeError::DiedAfterReady { .. } => "died_after_ready",
+            UpgradeError::Timeout { .. } => "timeout",
+            UpgradeError::Failed { .. } => "failed",
+            UpgradeError::Protocol { .. } => "protocol",
+            UpgradeError::Vetoed { .. } => "vetoed",
+            UpgradeError::ShuttingDown => "shutting_down",
+            UpgradeError::ShutDown => "shut_down",
+            _ => "other",
+        }
+    }
+
     /// The reason on one printable line of at most 200 characters, for `STATUS=`.
     pub fn short(&self) -> String {
         let s = printable(&self.to_string());

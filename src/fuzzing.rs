@@ -86,3 +86,16 @@ pub fn timespan(text: &str) {
 pub fn reload_args(args: Vec<OsString>) {
     let _ = crate::reload_client::parse_args(args);
 }
+
+/// The hand-off messages (offers with state, verdicts, commit/abort): decoding never panics,
+/// stays within its bounds, and a decoded message re-encodes to the same message.
+pub fn handoff(data: &[u8]) {
+    use crate::handoff::wire::{HandOff, MAX_BATCH, MAX_BATCH_BYTES};
+    if let Ok(m) = HandOff::decode(data) {
+        if let HandOff::Offer { conns, .. } = &m {
+            assert!(conns.len() <= MAX_BATCH);
+            assert!(conns.iter().map(|c| c.bytes()).sum::<usize>() <= MAX_BATCH_BYTES);
+        }
+        assert_eq!(HandOff::decode(&m.encode()), Ok(m));
+    }
+}

@@ -58,6 +58,8 @@ mod fds;
 #[doc(hidden)]
 pub mod fuzzing;
 mod generations;
+pub mod handoff;
+mod hooks;
 mod join;
 mod lifecycle;
 mod listener;
@@ -68,12 +70,13 @@ mod predecessor;
 pub mod reload_client;
 mod request;
 mod sockets;
+mod stats;
 mod successor;
 mod sync;
 mod sys;
 #[cfg(feature = "systemd")]
 pub mod systemd;
-mod timespan;
+pub mod timespan;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 mod upgrader;

@@ -10,6 +10,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::time::{Duration, Instant};
 
 use crate::lifecycle::{Lifecycle, OpenGuard, Slot};
 
@@ -60,6 +61,7 @@ impl<T: AsFd + Send + Sync + 'static> Listener<T> {
     }
 
     fn with_io<R>(&self, mut op: impl FnMut(&T) -> io::Result<R>) -> io::Result<Option<R>> {
+        let mut backoff = Backoff::default();
         loop {
             let Some(guard) = self.wait()? else {
                 return Ok(None);
@@ -70,6 +72,10 @@ impl<T: AsFd + Send + Sync + 'static> Listener<T> {
             match op(sock) {
                 Ok(r) => return Ok(Some(r)),
                 Err(e) if retry(&e) => continue,
+                Err(e) if exhausted(&e) => {
+                    drop(guard);
+                    backoff.wait(self.slot.life.stop_fd(), &e);
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -98,6 +104,48 @@ fn retry(e: &io::Error) -> bool {
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
     )
+}
+
+/// The process or the system ran out of something (fds, buffers, memory) that closing
+/// connections gives back: waiting is right, ending the accept loop never is — the
+/// connection stays in the backlog until then.
+pub(crate) fn exhausted(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+/// Waits between accepts that failed for want of resources: 5 ms doubling to 500 ms, woken
+/// early by the handover, logged once per second at most.
+#[derive(Default)]
+pub(crate) struct Backoff {
+    delay: Option<Duration>,
+    logged: Option<Instant>,
+}
+
+impl Backoff {
+    pub(crate) const FIRST: Duration = Duration::from_millis(5);
+    pub(crate) const MAX: Duration = Duration::from_millis(500);
+
+    /// The next delay (and whether to log now).
+    pub(crate) fn next(&mut self, e: &io::Error) -> Duration {
+        let delay = self.delay.map_or(Self::FIRST, |d| (d * 2).min(Self::MAX));
+        self.delay = Some(delay);
+        if self
+            .logged
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+        {
+            self.logged = Some(Instant::now());
+            tracing::warn!(error = %e, delay_ms = delay.as_millis() as u64, "accept failed for want of resources; waiting, the connection stays queued");
+        }
+        delay
+    }
+
+    fn wait(&mut self, stop: BorrowedFd<'_>, e: &io::Error) {
+        let delay = self.next(e);
+        let _ = crate::sys::poll_one(stop, Some(delay));
+    }
 }
 
 impl Listener<TcpListener> {

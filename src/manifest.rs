@@ -129,6 +129,8 @@ pub struct Manifest {
     /// control request for the same `systemctl reload` may reach the successor and must
     /// get this upgrade's verdict rather than start another.
     pub signal_trigger_us: Option<u64>,
+    /// The predecessor's counters (`?counters k=v …`), so totals continue across generations.
+    pub counters: Vec<(String, u64)>,
     /// Extension lines (without the `?`) this build did not understand, kept for logs.
     pub skipped: Vec<String>,
 }
@@ -207,6 +209,12 @@ impl Manifest {
         if let Some(t) = self.signal_trigger_us {
             s.push_str(&format!("signal-trigger {t}\n"));
         }
+        if !self.counters.is_empty() {
+            s.push_str(&format!(
+                "?counters {}\n",
+                crate::stats::format_pairs(&self.counters)
+            ));
+        }
         s.push_str("end\n");
         s
     }
@@ -265,7 +273,12 @@ impl Manifest {
             if ext.is_empty() || ext.chars().any(char::is_control) {
                 return Err("empty or unprintable extension line".into());
             }
-            self.skipped.push(truncate(ext));
+            match ext.split_once(' ') {
+                Some(("counters", pairs)) if self.counters.is_empty() => {
+                    self.counters = crate::stats::parse_pairs(pairs)?;
+                }
+                _ => self.skipped.push(truncate(ext)),
+            }
             return Ok(());
         }
         let mut words = line.split(' ');

@@ -11,9 +11,9 @@ use crate::fds::{Origin, Registry, check_kind};
 use crate::manifest::{self, Ancestor, Manifest, ManifestError};
 use crate::sys;
 
-/// What this build can do beyond format 1, announced in `ready` to a predecessor whose
-/// format carries it (none yet; a format-1 predecessor knows only the bare word).
-const CAPABILITIES: &[&str] = &[];
+/// The capability that asks the predecessor to offer its live connections
+/// (docs/handover.md, "Live connections").
+pub(crate) const CAP_CONNECTIONS: &str = "conns";
 
 /// How long a successor waits for the manifest; the old process queues it before the fork.
 const MANIFEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -58,6 +58,7 @@ pub(crate) fn take_over(
             if !manifest.skipped.is_empty() {
                 tracing::info!(skipped = ?manifest.skipped, "manifest extensions this build does not know; ignored");
             }
+            crate::stats::stats().add_travelled(&manifest.counters);
             Ok(Predecessor {
                 channel,
                 version: manifest.version,
@@ -151,11 +152,13 @@ fn adopt_format_1(
 }
 
 impl Predecessor {
-    /// Tells the predecessor to hand over, in its own dialect.
-    pub(crate) fn send_ready(&self) -> std::io::Result<()> {
+    /// Tells the predecessor to hand over, in its own dialect: capabilities only to a
+    /// predecessor whose format carries them (format 1 knows only the bare word).
+    pub(crate) fn send_ready(&self, adopts_connections: bool) -> std::io::Result<()> {
         let caps = match self.version {
             1 => Vec::new(),
-            _ => CAPABILITIES.iter().map(|c| c.to_string()).collect(),
+            _ if adopts_connections => vec![CAP_CONNECTIONS.to_owned()],
+            _ => Vec::new(),
         };
         self.channel.send_msg(&Message::Ready { caps })
     }
@@ -164,15 +167,47 @@ impl Predecessor {
         let _ = self.channel.send_msg(&Message::Failed(reason.to_owned()));
     }
 
-    /// Reads the predecessor's message after `ready`: `true` once the handover is complete
-    /// (`complete`, or the predecessor is gone — then nobody else holds the listeners).
-    pub(crate) fn poll_complete(&self) -> Result<bool, String> {
-        match self.channel.recv_msg(Some(Duration::ZERO)) {
-            Ok(Some(Ok(Message::Complete))) | Ok(None) => Ok(true),
-            Ok(Some(Ok(other))) => Err(format!("{other:?}")),
-            Ok(Some(Err(text))) => Err(text),
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Ok(false),
-            Err(e) => Err(e.to_string()),
+    /// Reads what the predecessor said after `ready`; call when the channel is readable.
+    pub(crate) fn poll(&self) -> FromPredecessor {
+        let got = self
+            .channel
+            .recv_with_fds(Some(Duration::ZERO), crate::handoff::wire::MAX_BATCH);
+        let (bytes, fds) = match got {
+            Ok(Some(m)) => m,
+            Ok(None) => return FromPredecessor::Gone,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return FromPredecessor::Nothing,
+            Err(e) => return FromPredecessor::Unexpected(e.to_string()),
+        };
+        if crate::handoff::wire::is_handoff(&bytes) {
+            return match crate::handoff::wire::HandOff::decode(&bytes) {
+                Ok(h) => FromPredecessor::HandOff(h, fds),
+                Err(e) => FromPredecessor::Unexpected(e),
+            };
+        }
+        match Message::decode(&bytes) {
+            Ok(Message::Complete) => FromPredecessor::Complete,
+            Ok(Message::Stats(pairs)) => FromPredecessor::Stats(pairs),
+            Ok(other) => FromPredecessor::Unexpected(format!("{other:?}")),
+            Err(text) => FromPredecessor::Unexpected(text),
         }
     }
+
+    /// Answers an offer of live connections.
+    pub(crate) fn send_handoff(&self, h: &crate::handoff::wire::HandOff) -> std::io::Result<()> {
+        self.channel.send(&h.encode())
+    }
+}
+
+/// What [`Predecessor::poll`] found.
+pub(crate) enum FromPredecessor {
+    Nothing,
+    /// It has let go of every listener.
+    Complete,
+    /// Its drain results (after `Complete`).
+    Stats(Vec<(String, u64)>),
+    /// A hand-off message (before `Complete`), with the fds of an offer.
+    HandOff(crate::handoff::wire::HandOff, Vec<OwnedFd>),
+    /// It exited (after `Complete`: its drain is over; before: nobody else holds the listeners).
+    Gone,
+    Unexpected(String),
 }

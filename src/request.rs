@@ -109,6 +109,8 @@ pub(crate) enum Request {
     Ready(mpsc::Sender<Result<(), Error>>),
     /// Drain without a successor.
     Stop,
+    /// The drain is over: pass its results to the successor (then acknowledge).
+    Drained(crate::drain::DrainReport, mpsc::Sender<()>),
     /// The handle was dropped.
     Shutdown,
 }

@@ -45,7 +45,8 @@ pub(crate) struct Successor {
 /// What the successor said.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Answer {
-    Ready,
+    /// With the capabilities the successor announced.
+    Ready(Vec<String>),
     Failed(String),
     Gone,
     Malformed(String),
@@ -71,6 +72,7 @@ pub(crate) fn spawn(plan: Plan<'_>) -> Result<Successor, UpgradeError> {
             .collect(),
         state_len: plan.state.as_ref().map(|s| s.len()),
         signal_trigger_us: plan.signal_trigger_us,
+        counters: crate::stats::stats().snapshot(),
         skipped: Vec::new(),
     };
     let fds: Vec<BorrowedFd<'_>> = plan.fds.iter().map(|(_, _, fd)| *fd).collect();
@@ -155,7 +157,7 @@ impl Successor {
     /// Reads one answer; call when the channel is readable.
     pub(crate) fn answer(&self) -> Answer {
         match self.channel.recv_msg(Some(std::time::Duration::ZERO)) {
-            Ok(Some(Ok(Message::Ready { .. }))) => Answer::Ready,
+            Ok(Some(Ok(Message::Ready { caps }))) => Answer::Ready(caps),
             Ok(Some(Ok(Message::Failed(reason)))) => Answer::Failed(reason),
             Ok(Some(Ok(other))) => Answer::Malformed(format!("{other:?}")),
             Ok(Some(Err(text))) => Answer::Malformed(text),
@@ -179,5 +181,10 @@ impl Successor {
     /// Tells the successor that this process has let go of every listener.
     pub(crate) fn send_complete(&self) -> io::Result<()> {
         self.channel.send_msg(&Message::Complete)
+    }
+
+    /// Keeps only the channel, for the drain results sent after `complete`.
+    pub(crate) fn into_channel(self) -> Channel {
+        self.channel
     }
 }

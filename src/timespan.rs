@@ -1,5 +1,5 @@
 //! systemd's time-span syntax (`systemd.time(7)`), the subset a unit writes for exuvia's
-//! deadlines: `90`, `90s`, `500ms`, `2min`, `1min 30s`, `1h`. The same words in the unit and
+//! deadlines (`EXUVIA_READY_TIMEOUT`, `EXUVIA_DRAIN_SOFT`, `EXUVIA_DRAIN_HARD`): `90`, `90s`, `500ms`, `2min`, `1min 30s`, `1h`. The same words in the unit and
 //! in the service mean the same deadline, so the unit's `TimeoutStopSec=` can be derived
 //! from the value the service drains by (docs/systemd.md, "Deadlines").
 
@@ -11,8 +11,10 @@ pub const MAX: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Parses a span; `Err` says what is wrong in words fit for an error message.
 pub fn parse(text: &str) -> Result<Duration, String> {
     let text = text.trim();
+    let bad = || format!("{text:?} is not a time span: write e.g. 500ms, 10s, 2min or 1min 30s");
+    let too_long = || format!("{text:?} is too long a time span (at most 30 days)");
     if text.is_empty() {
-        return Err("empty time span".into());
+        return Err(bad());
     }
     let mut total = Duration::ZERO;
     let mut rest = text;
@@ -21,11 +23,9 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(rest.len());
         if digits == 0 {
-            return Err(format!("{text:?}: expected a number at {rest:?}"));
+            return Err(bad());
         }
-        let number: f64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("{text:?}: {:?} is not a number", &rest[..digits]))?;
+        let number: f64 = rest[..digits].parse().map_err(|_| bad())?;
         rest = rest[digits..].trim_start();
         let unit_len = rest
             .find(|c: char| !c.is_ascii_alphabetic())
@@ -36,19 +36,14 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             "ms" | "msec" => 1e-3,
             "m" | "min" | "minute" | "minutes" => 60.0,
             "h" | "hr" | "hour" | "hours" => 3600.0,
-            other => {
-                return Err(format!(
-                    "{text:?}: unknown unit {other:?} (use us, ms, s, min or h)"
-                ));
-            }
+            _ => return Err(bad()),
         };
         rest = rest[unit_len..].trim_start();
-        let part = Duration::try_from_secs_f64(number * per_unit)
-            .map_err(|_| format!("{text:?} is out of range"))?;
+        let part = Duration::try_from_secs_f64(number * per_unit).map_err(|_| too_long())?;
         total = total
             .checked_add(part)
             .filter(|t| *t <= MAX)
-            .ok_or_else(|| format!("{text:?} is longer than {} days", MAX.as_secs() / 86400))?;
+            .ok_or_else(too_long)?;
     }
     Ok(total)
 }

@@ -193,6 +193,9 @@ impl Exuvia {
         let reason = self.shutdown().await;
         let (soft, hard) = self.core.drain_deadlines();
         let report = self.connections.drain(reason, soft, hard).await;
+        let core = self.core.clone();
+        let r = report.clone();
+        let _ = ::tokio::task::spawn_blocking(move || core.report_drained(&r)).await;
         let life = self.core.lifecycle().clone();
         let wait = crate::lifecycle::CONTROL_ANSWER_WAIT;
         let _ = ::tokio::task::spawn_blocking(move || life.wait_control_answered(wait)).await;

@@ -39,6 +39,10 @@ pub struct Builder {
 }
 
 impl Builder {
+    pub(crate) fn hooks_mut(&mut self) -> &mut crate::hooks::Hooks {
+        &mut self.cfg.hooks
+    }
+
     /// The signal that triggers an upgrade (`None`: only the API and control socket).
     pub fn upgrade_signal(mut self, sig: Option<i32>) -> Self {
         self.cfg.upgrade_signal = sig;
@@ -62,6 +66,21 @@ impl Builder {
     pub fn drain(mut self, soft: Duration, hard: Duration) -> Self {
         self.cfg.drain_soft = soft;
         self.cfg.drain_hard = hard.max(soft);
+        self
+    }
+
+    /// How long the old generation may spend handing live connections to its successor
+    /// (default 2 s; see [`crate::handoff`]). What is not handed over in time drains.
+    pub fn handoff_timeout(mut self, d: Duration) -> Self {
+        self.cfg.handoff_timeout = d;
+        self
+    }
+
+    /// Bounds on what this generation adopts from its predecessor: at most `connections`
+    /// connections and `bytes` of their state (defaults 10 000 and 64 MiB). Beyond them the
+    /// predecessor keeps the rest and drains them.
+    pub fn adopt_limits(mut self, connections: usize, bytes: usize) -> Self {
+        self.cfg.adopt_limits = (connections, bytes);
         self
     }
 
@@ -142,6 +161,8 @@ impl Builder {
             life,
             registry: Mutex::new(registry),
             next_state: Mutex::new(None),
+            board: crate::handoff::Board::new().map_err(Error::io("creating an eventfd"))?,
+            adopters: crate::handoff::Adopters::new(cfg.adopt_limits.0, cfg.adopt_limits.1),
         });
         let (tx, rx) = mpsc::channel();
         let wake = Arc::new(crate::sys::eventfd().map_err(Error::io("creating eventfd"))?);
@@ -164,6 +185,7 @@ impl Builder {
             .spawn(move || driver.run())
             .map_err(Error::io("starting the control thread"))?;
         tracing::info!(generation, pid = std::process::id(), "exuvia started");
+        crate::stats::gauge("exuvia_generation", generation as f64);
         Ok(Exuvia {
             cfg,
             shared,
@@ -400,10 +422,39 @@ impl Exuvia {
         let _ = self.request(Request::Stop);
     }
 
+    /// Hands the drain's results to the control loop, which passes them to the successor
+    /// (bounded: the process is about to exit).
+    pub(crate) fn report_drained(&self, report: &DrainReport) {
+        let (tx, rx) = mpsc::channel();
+        if self.request(Request::Drained(report.clone(), tx)).is_ok() {
+            let _ = rx.recv_timeout(Duration::from_secs(1));
+        }
+    }
+
     fn request(&self, r: Request) -> Result<(), Error> {
         self.tx.send(r).map_err(|_| Error::ShutDown)?;
         crate::sys::eventfd_signal(self.wake.as_fd());
         Ok(())
+    }
+
+    /// Marks a connection accepted on `listener` as one this generation may hand to its
+    /// successor at the next upgrade (see [`crate::handoff`]).
+    pub fn transferable(&self, listener: &str) -> crate::handoff::Transferable {
+        self.shared.board.transferable(listener)
+    }
+
+    /// Adopts live connections of `listener` that the predecessor hands over, in state
+    /// versions `versions`. Call it before [`ready`](Self::ready): the offers come right after.
+    /// The stream ends once the handover is complete (at once for a first generation).
+    pub fn adopt(
+        &self,
+        listener: &str,
+        versions: std::ops::RangeInclusive<u32>,
+    ) -> Result<crate::handoff::Adoptions, Error> {
+        if self.phase() != Phase::Starting {
+            return Err(Error::AlreadyReady);
+        }
+        Ok(self.shared.adopters.register(listener, versions))
     }
 
     /// The connection tracker the blocking drain waits for.
@@ -418,6 +469,7 @@ impl Exuvia {
         let report = self
             .tracker
             .drain(reason, self.cfg.drain_soft, self.cfg.drain_hard);
+        self.report_drained(&report);
         self.shared
             .life
             .wait_control_answered(crate::lifecycle::CONTROL_ANSWER_WAIT);

@@ -1,9 +1,12 @@
 //! `exuvia check` and `exuvia demo` as a user runs them: the real binary, real example
 //! servers and deliberately broken python services (tests/fixtures/check/), all on loopback.
 //! Each run is short (2 reloads, 250 ms apart) and killed if it overruns its bound.
+//! The load modes and retry flags run against in-test servers (`check/modes.rs`).
 #![cfg(feature = "cli")]
 
 mod common;
+#[path = "check/modes.rs"]
+mod modes;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -131,7 +134,7 @@ fn n(v: &Value) -> u64 {
 fn assert_pass(run: &Run) {
     assert_eq!(run.code, 0, "{}", run.show());
     let j = run.json();
-    assert_eq!(j["schema"], 1);
+    assert_eq!(j["schema"], 2);
     assert_eq!(j["mode"], "simulator");
     assert_eq!(j["pass"], true, "{}", run.show());
     assert!(n(&j["load"]["ok"]) > 0, "{}", run.show());

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
 use common::*;
@@ -189,7 +190,6 @@ fn a_control_request_joins_the_upgrade_the_reload_signal_started() {
 /// own reload client, with the exit codes of `exuvia reload --wait`.
 #[test]
 fn the_service_binary_is_its_own_reload_client() {
-    use std::os::unix::process::CommandExt;
     let dir = Scratch::new("own-client");
     let ctl = dir.path("control.sock");
     let fail = dir.path("fail");
@@ -273,4 +273,92 @@ fn deadlines_come_from_the_environment() {
         stderr.contains("EXUVIA_DRAIN_HARD=\"ten seconds\"") && stderr.contains("Environment="),
         "{stderr}"
     );
+}
+
+fn threads(pid: i32) -> usize {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap()
+}
+
+/// A thousand clients that never send, garbage lines and a client of another user: the
+/// service's threads stay bounded, every bad client gets one line, and real upgrades are
+/// still served while the flood goes on.
+#[test]
+fn the_control_socket_survives_a_flood_and_answers_only_its_own_user() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::net::UnixStream;
+
+    let dir = Scratch::new("flood");
+    let ctl = dir.path("control.sock");
+    let mut svc = Service::start(
+        &example("echo"),
+        &dir,
+        &["--control", ctl.to_str().unwrap()],
+    );
+    let load = echo_load(svc.target(), 4, Duration::from_secs(120));
+    let pid = svc.pid().unwrap();
+    let idle_threads = threads(pid);
+
+    let t0 = std::time::Instant::now();
+    let silent: Vec<UnixStream> = (0..1000)
+        .filter_map(|_| UnixStream::connect(&ctl).ok())
+        .collect();
+    assert!(silent.len() >= 900, "connected {}", silent.len());
+    std::thread::sleep(Duration::from_millis(500));
+    let busy_threads = threads(pid);
+    assert!(
+        busy_threads <= idle_threads + exuvia::control::MAX_CONNECTIONS + 2,
+        "threads {idle_threads} → {busy_threads} under 1000 silent clients"
+    );
+    // Garbage gets a one-line refusal at once.
+    for garbage in ["hello\n", "upgrade now\n", "\u{1b}[2J\n", "\n"] {
+        let mut s = UnixStream::connect(&ctl).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = s.write_all(garbage.as_bytes()); // a busy service refuses before reading
+        let mut line = String::new();
+        BufReader::new(&s).read_line(&mut line).unwrap();
+        assert!(line.starts_with("error refused: "), "{garbage:?}: {line:?}");
+    }
+    // A real request still gets through (retrying while the silent ones hold the slots).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let upgraded = loop {
+        match request_upgrade(&ctl, Duration::from_secs(20)) {
+            Ok(u) => break u,
+            Err(ControlError::Refused { message, .. })
+                if message.contains("too many") && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    eprintln!(
+        "measured: 1000 silent clients: threads {idle_threads} → {busy_threads}; upgrade served after {:?}",
+        t0.elapsed()
+    );
+    svc.note_pid(upgraded.pid);
+    drop(silent);
+
+    // Another user (nobody) may connect (the socket is made world-writable for the test) but
+    // may not upgrade.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&ctl, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = std::process::Command::new(example("echo"))
+        .arg0("exuvia-reload")
+        .args(["--wait", "--control", ctl.to_str().unwrap()])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("uid 65534 may not upgrade"), "{stderr}");
+    assert_eq!(svc.pid(), Some(upgraded.pid));
+    let report = load.stop();
+    assert_eq!(report.failed, 0, "{report}");
+    svc.stop();
 }

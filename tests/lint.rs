@@ -150,3 +150,43 @@ fn unreadable_file_exits_2() {
     let (code, _, _) = lint(&["tests/fixtures/units/does-not-exist.service"]);
     assert_eq!(code, Some(2));
 }
+
+#[test]
+fn timeouts_must_cover_the_service_deadlines() {
+    // EXUVIA_* from Environment= lines (quoted words, several lines, the last wins).
+    let (code, findings, fixes) = lint(&[&fixture("deadlines.service")]);
+    assert_eq!(code, Some(1));
+    expect(
+        &findings,
+        &[(7, "deadlines"), (10, "deadlines"), (11, "deadlines")],
+    );
+    assert_eq!(fixes, findings.len());
+    // Without EXUVIA_* the library's defaults apply (ready 60 s, hard drain 30 s); a
+    // malformed value is a finding of its own (the service would not start).
+    let (code, findings, _) = lint(&[&fixture("library-defaults.service")]);
+    assert_eq!(code, Some(1));
+    expect(&findings, &[(7, "deadlines"), (8, "deadlines")]);
+    // systemd's own defaults (90 s) cover the library's: an unconfigured unit is fine.
+    let (code, findings, _) = lint(&[&fixture("naive.service")]);
+    assert_eq!((code, findings.len()), (Some(0), 0), "{findings:?}");
+}
+
+#[test]
+fn both_reload_clients_are_recognised_and_kill_stays_flagged() {
+    let (code, findings, fixes) = lint(&["--systemd", "252", &fixture("reload-clients.service")]);
+    assert_eq!(code, Some(1));
+    // 4: the service binary as exuvia-reload, 5: the CLI — both clean; 6: exuvia-reload
+    // without '@'; 7, 8: missing --wait/--control; 9: kill -HUP; 10: exuvia-reload takes no
+    // --flag=value (the CLI does).
+    expect(
+        &findings,
+        &[
+            (6, "reload-client"),
+            (7, "reload-client"),
+            (8, "reload-client"),
+            (9, "exec-reload-kill"),
+            (10, "reload-client"),
+        ],
+    );
+    assert_eq!(fixes, findings.len());
+}

@@ -19,6 +19,10 @@ pub struct Args {
     pub fail_file: Option<PathBuf>,
     /// Keep listeners in systemd's fd store (`FileDescriptorStoreMax=` in the unit).
     pub fd_store: bool,
+    /// `metrics` example: where to serve the Prometheus scrape.
+    pub metrics: Option<String>,
+    /// `metrics` example: a file the pre-upgrade check reads (`bad` refuses the upgrade).
+    pub check_file: Option<PathBuf>,
 }
 
 /// Test hook (`--dump-fds PATH`): appends `PID: fd:target …` for every open fd, before the
@@ -66,6 +70,8 @@ pub fn parse_args(default_listen: &str) -> Result<Args, String> {
         max_draining: 4,
         fail_file: None,
         fd_store: false,
+        metrics: None,
+        check_file: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -85,8 +91,10 @@ pub fn parse_args(default_listen: &str) -> Result<Args, String> {
             "--fail-file" => a.fail_file = Some(value()?.into()),
             "--dump-fds" => dump_fds(&value()?)?,
             "--fd-store" => a.fd_store = true,
+            "--metrics" => a.metrics = Some(value()?),
+            "--check-file" => a.check_file = Some(value()?.into()),
             "-h" | "--help" => {
-                return Err("flags: --listen ADDR --pid-file PATH --control PATH --ready-timeout SECS --drain-hard SECS --max-draining N --fail-file PATH --dump-fds PATH --fd-store".into())
+                return Err("flags: --listen ADDR --pid-file PATH --control PATH --ready-timeout SECS --drain-hard SECS --max-draining N --fail-file PATH --dump-fds PATH --fd-store --metrics ADDR --check-file PATH".into())
             }
             other => return Err(format!("unknown flag {other} (try --help)")),
         }
@@ -148,7 +156,7 @@ fn init_logging() {
 }
 
 /// Test hook: a successor whose init fails the way `fail_file` says (`exit`, `panic`,
-/// `segv`, `hang`). Generation 1 ignores it so the service can start.
+/// `segv`, `hang`) or is `slow` (1.5 s, then fine). Generation 1 ignores it so the service can start.
 pub fn maybe_fail(args: &Args, generation: u64) {
     let Some(path) = &args.fail_file else { return };
     if generation < 2 {
@@ -171,8 +179,23 @@ pub fn maybe_fail(args: &Args, generation: u64) {
             let _ = raise(Signal::SIGSEGV);
         }
         "hang" => std::thread::sleep(Duration::from_secs(3600)),
+        // A successor that takes its time but then starts normally.
+        "slow" => std::thread::sleep(Duration::from_millis(1500)),
         _ => {}
     }
+}
+
+/// The state versions a generation adopts: `ours`, unless the test hook's fail file says
+/// `state-version N` (a successor built with another state format), from generation 2 on.
+pub fn adopted_versions(args: &Args, generation: u64, ours: u32) -> std::ops::RangeInclusive<u32> {
+    let theirs = args
+        .fail_file
+        .as_ref()
+        .filter(|_| generation >= 2)
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|s| s.trim().strip_prefix("state-version ")?.parse().ok());
+    let v = theirs.unwrap_or(ours);
+    v..=v
 }
 
 /// The answer to a line: the line itself, except `VERSION`.

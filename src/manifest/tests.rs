@@ -25,6 +25,7 @@ fn sample(version: u32) -> Manifest {
         ],
         state_len: Some(17),
         signal_trigger_us: Some(123_456_789),
+        counters: Vec::new(),
         skipped: Vec::new(),
     }
 }
@@ -43,9 +44,12 @@ fn this_build_writes_the_golden_current_format() {
 
 #[test]
 fn unknown_extensions_are_skipped_only_when_marked_and_only_from_format_2() {
-    let m =
-        Manifest::parse("exuvia-handover 2\ngeneration 2\n?counters upgrades=3\nend\n").unwrap();
-    assert_eq!(m.skipped, ["counters upgrades=3"]);
+    let m = Manifest::parse("exuvia-handover 2\ngeneration 2\n?future thing=3\nend\n").unwrap();
+    assert_eq!(m.skipped, ["future thing=3"]);
+    let m = Manifest::parse("exuvia-handover 2\ngeneration 2\n?counters upgrades_started=3\nend\n")
+        .unwrap();
+    assert_eq!(m.counters, [("upgrades_started".to_string(), 3)]);
+    assert!(Manifest::parse("exuvia-handover 2\ngeneration 2\n?counters x=y\nend\n").is_err());
     let e = Manifest::parse("exuvia-handover 1\ngeneration 2\n?counters x\nend\n").unwrap_err();
     assert!(e.to_string().contains("line 3"), "{e}");
     let e = Manifest::parse("exuvia-handover 2\ngeneration 2\ncounters x\nend\n").unwrap_err();

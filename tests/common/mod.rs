@@ -80,9 +80,28 @@ impl Service {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Service {
+        Service::start_as(exe, scratch, extra, env, None)
+    }
+
+    /// Like [`start_with_env`](Self::start_with_env), as user `uid` (the scratch directory is
+    /// made writable for it).
+    pub fn start_as(
+        exe: &Path,
+        scratch: &Scratch,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        uid: Option<u32>,
+    ) -> Service {
         let addr = free_addr();
         let pid_file = scratch.path("pid");
-        let mut child = Command::new(exe)
+        let mut cmd = Command::new(exe);
+        if let Some(uid) = uid {
+            use std::os::unix::fs::PermissionsExt;
+            use std::os::unix::process::CommandExt;
+            std::fs::set_permissions(&scratch.0, std::fs::Permissions::from_mode(0o777)).unwrap();
+            cmd.uid(uid).gid(uid);
+        }
+        let mut child = cmd
             .args([
                 "--listen",
                 &addr.to_string(),
@@ -130,6 +149,13 @@ impl Service {
             .trim()
             .parse()
             .ok()
+    }
+
+    /// Records a generation this test saw take over by other means than [`upgrade`].
+    pub fn note_pid(&mut self, pid: i32) {
+        if !self.pids.contains(&pid) {
+            self.pids.push(pid);
+        }
     }
 
     /// Every generation's pid seen so far.

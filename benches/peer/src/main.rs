@@ -215,12 +215,13 @@ fn main() -> ExitCode {
             match run::upgrades(kind, p, &setup, &scratch) {
                 Ok(r) => {
                     eprintln!(
-                        "peer: run {rep}: {} {} upgrades in {:.1}s, {} failed requests ({:?}), long-lived survived {:?}",
+                        "peer: run {rep}: {} {} upgrades in {:.1}s, {} failed requests ({:?}), {} retried, long-lived survived {:?}",
                         kind.name(),
                         r.samples.len(),
                         t.elapsed().as_secs_f64(),
                         r.echo.failed,
                         r.echo.failures_by_kind,
+                        r.echo.retried,
                         r.long.long_lived_survived
                     );
                     if let Some(s) = r.samples.iter().find(|s| !s.completed) {

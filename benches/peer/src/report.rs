@@ -135,14 +135,14 @@ impl Results {
         self.of(k).iter().map(|r| r.echo.failed).sum()
     }
 
-    /// True when exuvia lost nothing: no failed request, long-lived connection kept, every
-    /// upgrade completed. Quick mode's exit status.
+    /// True when exuvia lost nothing: no failed (or retried) request, long-lived connection
+    /// kept, every upgrade completed. Quick mode's exit status.
     pub fn exuvia_clean(&self) -> bool {
         let runs = self.of(Kind::Exuvia);
         !runs.is_empty()
             && runs.iter().all(|r| {
-                r.echo.failed == 0
-                    && r.long.failed == 0
+                r.echo.is_clean()
+                    && r.long.is_clean()
                     && r.long.long_lived_survived == Some(true)
                     && r.samples.iter().all(|s| s.completed)
             })

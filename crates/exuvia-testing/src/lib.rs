@@ -8,8 +8,8 @@
 //! - [`sim`]: a strict systemd protocol simulator (`NOTIFY_SOCKET`, `Type=notify-reload`,
 //!   `MAINPID=` handover, socket activation) that runs any service and records every rule it
 //!   breaks.
-//! - [`load`]: a bounded load client that classifies every failed request and attributes it
-//!   to the reload in progress.
+//! - [`load`]: a bounded load client (line echo, HTTP/1.1, HTTP/2, WebSocket) that classifies
+//!   every failed request, attributes it to the reload in progress, and never hides a retry.
 //!
 //! Feature `serde`: `Serialize` for the reports (what `exuvia check --json` prints).
 #![deny(unsafe_op_in_unsafe_fn)]

@@ -18,7 +18,7 @@ use super::check::{
     CheckReport, KINDS, Method, Output, Schedule, SimPlan, Ui, kinds, ms, open_json, validate,
     write_json,
 };
-use super::load::parse_duration;
+use super::load::{HttpOptions, parse_duration};
 
 #[derive(clap::Args, Debug)]
 pub struct DemoArgs {
@@ -60,6 +60,7 @@ fn demo(args: DemoArgs) -> Result<ExitCode, String> {
         connections: args.connections,
         request_timeout: Duration::from_secs(5),
         http_path: "/".into(),
+        http: HttpOptions::default(),
         reloads: args.reloads,
         interval: args.interval,
         min_duration: Duration::ZERO,
@@ -161,6 +162,14 @@ fn side_by_side(a: &CheckReport, b: &CheckReport) -> String {
         if x + y > 0 {
             row(&format!("  {k}"), x.to_string(), y.to_string());
         }
+    }
+    // The demo never asks for retries; were there any, they are failures in disguise.
+    if a.load.retried + b.load.retried > 0 {
+        row(
+            "RETRIED",
+            a.load.retried.to_string(),
+            b.load.retried.to_string(),
+        );
     }
     let q = |r: &CheckReport, f: fn(&super::check::report::Quantiles) -> Duration| {
         r.reload_duration.as_ref().map_or("-".into(), |d| ms(f(d)))

@@ -3,7 +3,9 @@
 //! Shell drivers (the container harness) start it in the background, send SIGUSR1 right
 //! before each reload so failures are attributed to it (`--mark-on-signal`), create a file
 //! to end the run early (`--until-file`), and read the verdict from the exit code: 0 when
-//! requests completed and none failed, 1 when any failed (or none completed), 2 on bad input.
+//! requests completed and none failed or was retried, 1 otherwise (or when none completed),
+//! 2 on bad input. Retries happen only where `kind.rs` in the load client says, are always
+//! printed, and count against the run unless `--accept-retries`.
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::AsFd;
@@ -22,12 +24,15 @@ pub struct LoadArgs {
     /// Where to send load: tcp:IP:PORT or unix:/PATH.
     #[arg(long, value_parser = parse_target)]
     target: Target,
-    /// echo (connect, line, echo, close), long (one connection per worker), http (keep-alive GETs).
+    /// echo (connect, line, echo, close), long (one connection per worker), http (HTTP/1.1
+    /// keep-alive GETs), h2 (HTTP/2 GETs, h2c prior knowledge), ws (WebSocket echo).
     #[arg(long, default_value = "echo", value_parser = parse_mode)]
     mode: Mode,
     /// Concurrent workers, one connection each.
     #[arg(long, default_value_t = 4)]
     connections: u32,
+    #[command(flatten)]
+    http: HttpOptions,
     /// Run length (hard cap, at most 1h), e.g. 500ms, 10s, 2m.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     duration: Duration,
@@ -37,10 +42,10 @@ pub struct LoadArgs {
     /// Bound on one whole request, connect included.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     timeout: Duration,
-    /// Long mode: pause between two lines on a connection.
+    /// long and ws modes: pause between two messages on a connection.
     #[arg(long, default_value = "20ms", value_parser = parse_duration)]
     interval: Duration,
-    /// HTTP mode: request path.
+    /// http, h2 and ws modes: request path.
     #[arg(long, default_value = "/")]
     path: String,
     /// Also write the full report as JSON (durations in seconds) to FILE.
@@ -52,6 +57,43 @@ pub struct LoadArgs {
     /// Start a new epoch on every SIGUSR1 (send it right before each reload).
     #[arg(long)]
     mark_on_signal: bool,
+}
+
+/// Options of the HTTP modes and of retries, the same for `exuvia load` and `exuvia check`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct HttpOptions {
+    /// h2 mode: concurrent streams per connection.
+    #[arg(long, default_value_t = 4)]
+    pub streams: u32,
+    /// http/h2 modes: send a GET lost on a reused connection (closed under it before any byte
+    /// of the answer) once more on a fresh connection. Off by default: such a request is a
+    /// failure, as it is for clients that do not retry (wrk, proxies, any POST). Retried
+    /// requests are counted and shown, and fail the run unless --accept-retries.
+    #[arg(long)]
+    pub retry_idempotent: bool,
+    /// Succeed even if requests had to be retried (--retry-idempotent, or HTTP/2 streams the
+    /// server refused by GOAWAY or REFUSED_STREAM, which are always retried); they are still
+    /// counted and shown.
+    #[arg(long)]
+    pub accept_retries: bool,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            streams: 4,
+            retry_idempotent: false,
+            accept_retries: false,
+        }
+    }
+}
+
+impl HttpOptions {
+    pub fn apply(&self, cfg: &mut LoadConfig) {
+        cfg.streams = self.streams;
+        cfg.retry_idempotent = self.retry_idempotent;
+        cfg.accept_retries = self.accept_retries;
+    }
 }
 
 pub(crate) fn parse_target(s: &str) -> Result<Target, load::LoadError> {
@@ -89,6 +131,14 @@ pub fn run(args: LoadArgs) -> ExitCode {
             if report.ok == 0 && report.failed == 0 {
                 eprintln!("exuvia load: no request completed, so nothing was verified");
             }
+            if report.failed == 0 && report.unaccepted_retries() > 0 {
+                eprintln!(
+                    "exuvia load: {} request(s) had to be retried ({}); a client that does not \
+                     retry saw them fail. --accept-retries accepts them",
+                    report.retried,
+                    report.retry_summary()
+                );
+            }
             ExitCode::FAILURE
         }
         Err(msg) => {
@@ -119,6 +169,7 @@ fn drive(args: LoadArgs) -> Result<LoadReport, String> {
     cfg.timeout = args.timeout;
     cfg.interval = args.interval;
     cfg.http_path = args.path;
+    args.http.apply(&mut cfg);
     let handle = load::start(cfg).map_err(|e| e.to_string())?;
     eprintln!("exuvia load: running (pid {})", std::process::id());
     while !handle.is_finished() {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, SockAddr, Socket, Type};
 
 use super::LoadError;
-use super::report::FailureKind;
+use super::kind::FailureKind;
 
 /// Where the load goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,7 +68,7 @@ impl ReqError {
         }
     }
 
-    fn io(e: &io::Error) -> Self {
+    pub fn io(e: &io::Error) -> Self {
         ReqError::new(classify(e), e.to_string())
     }
 
@@ -79,7 +79,7 @@ impl ReqError {
         )
     }
 
-    fn timeout() -> Self {
+    pub fn timeout() -> Self {
         ReqError::new(FailureKind::Timeout, "request deadline passed")
     }
 }
@@ -88,9 +88,13 @@ impl From<ReqError> for io::Error {
     fn from(e: ReqError) -> Self {
         let kind = match e.kind {
             FailureKind::Refused => io::ErrorKind::ConnectionRefused,
-            FailureKind::Reset => io::ErrorKind::ConnectionReset,
+            FailureKind::Reset | FailureKind::KeepAliveClosed | FailureKind::StreamReset => {
+                io::ErrorKind::ConnectionReset
+            }
             FailureKind::Timeout => io::ErrorKind::TimedOut,
-            FailureKind::EofMidRequest => io::ErrorKind::UnexpectedEof,
+            FailureKind::EofMidRequest
+            | FailureKind::NoCloseFrame
+            | FailureKind::UnansweredAtClose => io::ErrorKind::UnexpectedEof,
             FailureKind::WrongAnswer => io::ErrorKind::InvalidData,
             FailureKind::Http5xx | FailureKind::Other => io::ErrorKind::Other,
         };
@@ -115,12 +119,24 @@ pub(crate) fn classify(e: &io::Error) -> FailureKind {
     }
 }
 
-enum Stream {
+/// A connected blocking socket of either family.
+pub(crate) enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
 }
 
 impl Stream {
+    /// Connects within `deadline`.
+    pub fn connect(target: &Target, deadline: Instant) -> Result<Stream, ReqError> {
+        connect(target, remaining(deadline)?).map_err(|e| ReqError::io(&e))
+    }
+
+    /// Bounds the next reads and writes by `deadline`.
+    pub fn arm(&self, deadline: Instant) -> Result<(), ReqError> {
+        let left = remaining(deadline)?;
+        self.set_timeouts(left).map_err(|e| ReqError::io(&e))
+    }
+
     fn set_timeouts(&self, t: Duration) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => {
@@ -133,23 +149,31 @@ impl Stream {
             }
         }
     }
+}
 
+impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.read(buf),
             Stream::Unix(s) => s.read(buf),
         }
     }
+}
 
+impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.write(buf),
             Stream::Unix(s) => s.write(buf),
         }
     }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
-fn remaining(deadline: Instant) -> Result<Duration, ReqError> {
+pub(crate) fn remaining(deadline: Instant) -> Result<Duration, ReqError> {
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
         Err(ReqError::timeout())
@@ -197,7 +221,7 @@ const INITIAL_BUF: usize = 4096;
 
 impl Conn {
     pub fn connect(target: &Target, deadline: Instant) -> Result<Conn, ReqError> {
-        let stream = connect(target, remaining(deadline)?).map_err(|e| ReqError::io(&e))?;
+        let stream = Stream::connect(target, deadline)?;
         Ok(Conn {
             stream,
             buf: vec![0; INITIAL_BUF],
@@ -226,8 +250,7 @@ impl Conn {
     }
 
     fn arm(&self, deadline: Instant) -> Result<(), ReqError> {
-        let left = remaining(deadline)?;
-        self.stream.set_timeouts(left).map_err(|e| ReqError::io(&e))
+        self.stream.arm(deadline)
     }
 
     /// Reads more bytes behind the buffered ones; returns false on EOF.

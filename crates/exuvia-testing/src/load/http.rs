@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use super::conn::{Conn, ReqError};
-use super::report::FailureKind;
+use super::kind::FailureKind;
 
 const MAX_LINE: usize = 8 * 1024;
 const MAX_HEADERS: usize = 100;

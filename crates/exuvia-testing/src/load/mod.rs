@@ -4,12 +4,18 @@
 //! That claim is only as good as the client checking it, so this one classifies every failed
 //! request ([`FailureKind`]), attributes it to the reload in progress ([`LoadHandle::mark`]
 //! starts a new *epoch*), and always ends: duration (capped at one hour), optional request
-//! budget, stop flag, per-request timeout, capped failure details. It uses std threads and
-//! blocking sockets only, so it needs no async runtime; the
-//! integration tests, the `exuvia load` subcommand and the container harness all share it.
+//! budget, stop flag, per-request timeout, capped failure details. Workers are std threads
+//! with blocking sockets; only HTTP/2 runs a small single-threaded tokio runtime inside each
+//! worker, because the `h2` crate is async. The integration tests, the `exuvia load` and
+//! `exuvia check` subcommands and the container harness all share it.
 //!
 //! Modes ([`Mode`]) speak a line echo protocol (one connection per request, or one
-//! long-lived connection per worker) or HTTP/1.1 keep-alive GETs.
+//! long-lived connection per worker), HTTP/1.1 keep-alive GETs, HTTP/2 GETs (h2c with prior
+//! knowledge, several streams per connection) or WebSocket echo.
+//!
+//! A retried request is never hidden: when the client retries, and why, is written down in
+//! `kind.rs` ([`RetryReason`]); retries are counted, and make a run unclean unless the caller
+//! accepts them ([`LoadConfig::accept_retries`]).
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -35,9 +41,13 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 mod conn;
+mod h2;
+mod histogram;
 mod http;
+mod kind;
 mod report;
 mod worker;
+mod ws;
 
 #[cfg(test)]
 mod tests;
@@ -46,15 +56,18 @@ mod tests;
 pub(crate) use http::read_responses;
 
 pub use conn::{Target, request_once};
-pub use report::{Failure, FailureKind, Latency, LoadReport, MAX_STORED_FAILURES};
+pub use kind::{FailureKind, RetryReason};
+pub use report::{Failure, Latency, LoadReport, MAX_STORED_FAILURES};
 
-use report::Histogram;
+use histogram::Histogram;
 use worker::{Shared, WorkerStats, lock};
 
 /// Longest run accepted: a load run is a test, not a service.
 pub const MAX_DURATION: Duration = Duration::from_secs(3600);
 /// Most worker threads accepted.
 pub const MAX_CONNECTIONS: u32 = 4096;
+/// Most concurrent HTTP/2 streams per connection accepted.
+pub const MAX_STREAMS: u32 = 256;
 
 /// What each worker does.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -67,8 +80,16 @@ pub enum Mode {
     /// Keep one connection open for the whole run and echo a line every `interval`; a failure
     /// on it counts, and the worker reconnects and records the connection as lost.
     Long,
-    /// HTTP/1.1 keep-alive `GET`s; status >= 500 fails, `Connection: close` just reconnects.
+    /// HTTP/1.1 keep-alive `GET`s; status >= 500 fails, `Connection: close` just reconnects,
+    /// a reused connection closed under a request is a failure (see `kind.rs`).
     Http,
+    /// HTTP/2 `GET`s over cleartext with prior knowledge (h2c), [`LoadConfig::streams`]
+    /// concurrent streams per connection; a GOAWAY moves new streams to a new connection.
+    H2,
+    /// WebSocket: each worker holds a connection and sends numbered text messages, each
+    /// answered by its echo before the next; a close frame with a normal status and a
+    /// successful reconnect is an orderly close, anything else that ends it is a failure.
+    Ws,
 }
 
 impl fmt::Display for Mode {
@@ -77,6 +98,8 @@ impl fmt::Display for Mode {
             Mode::Echo => "echo",
             Mode::Long => "long",
             Mode::Http => "http",
+            Mode::H2 => "h2",
+            Mode::Ws => "ws",
         })
     }
 }
@@ -89,6 +112,8 @@ impl FromStr for Mode {
             "echo" => Ok(Mode::Echo),
             "long" => Ok(Mode::Long),
             "http" => Ok(Mode::Http),
+            "h2" => Ok(Mode::H2),
+            "ws" => Ok(Mode::Ws),
             _ => Err(LoadError::InvalidMode(s.to_owned())),
         }
     }
@@ -102,8 +127,8 @@ pub enum LoadError {
     )]
     /// The target does not parse.
     InvalidTarget(String),
-    #[error("invalid mode {0:?}: use echo, long or http")]
-    /// The mode is not echo, long or http.
+    #[error("invalid mode {0:?}: use echo, long, http, h2 or ws")]
+    /// The mode is not one of [`Mode`]'s names.
     InvalidMode(String),
     #[error("invalid load configuration: {0}")]
     /// A parameter is out of range.
@@ -128,10 +153,19 @@ pub struct LoadConfig {
     pub max_requests: Option<u64>,
     /// Bound on one whole request, connect included. Default 5 s.
     pub timeout: Duration,
-    /// Long mode: pause between two lines on a connection. Default 20 ms.
+    /// Long and WebSocket modes: pause between two messages on a connection. Default 20 ms.
     pub interval: Duration,
-    /// HTTP mode: request target. Default `/`.
+    /// HTTP, HTTP/2 and WebSocket modes: request target. Default `/`.
     pub http_path: String,
+    /// HTTP/2 mode: concurrent streams per connection. Default 4.
+    pub streams: u32,
+    /// HTTP/1.1 and HTTP/2: send a request lost on a reused connection (closed under it before
+    /// any byte of the answer) once more on a fresh connection, and count it as a retry.
+    /// Only sound for idempotent requests; off by default, so such a request is a failure.
+    pub retry_idempotent: bool,
+    /// Retries do not make the report unclean ([`LoadReport::is_clean`]); they are still
+    /// counted and shown. Off by default.
+    pub accept_retries: bool,
     /// Ends the run early once set to true (checked before every request).
     pub stop: Option<Arc<AtomicBool>>,
 }
@@ -148,6 +182,9 @@ impl LoadConfig {
             timeout: Duration::from_secs(5),
             interval: Duration::from_millis(20),
             http_path: "/".to_owned(),
+            streams: 4,
+            retry_idempotent: false,
+            accept_retries: false,
             stop: None,
         }
     }
@@ -158,6 +195,12 @@ impl LoadConfig {
             return bad(format!(
                 "connections must be 1..={MAX_CONNECTIONS}, got {}",
                 self.connections
+            ));
+        }
+        if !(1..=MAX_STREAMS).contains(&self.streams) {
+            return bad(format!(
+                "streams must be 1..={MAX_STREAMS}, got {}",
+                self.streams
             ));
         }
         for (name, d) in [
@@ -186,6 +229,8 @@ pub struct Progress {
     pub ok: u64,
     /// Requests that failed so far.
     pub failed: u64,
+    /// Retries so far.
+    pub retried: u64,
 }
 
 /// A running load; dropping it stops the workers and waits for them.
@@ -231,6 +276,7 @@ impl LoadHandle {
         Progress {
             ok: self.shared.ok.load(Ordering::Relaxed),
             failed: self.shared.failed.load(Ordering::Relaxed),
+            retried: self.shared.retried.load(Ordering::Relaxed),
         }
     }
 
@@ -253,7 +299,7 @@ impl LoadHandle {
     fn collect(&mut self) -> LoadReport {
         let sh = &self.shared;
         let mut hist = Histogram::new();
-        let (mut lost, mut retries, mut ended) = (0, 0, sh.start);
+        let (mut lost, mut ended) = (0, sh.start);
         let mut all_held = true;
         let mut any_ran = false;
         for (id, w) in std::mem::take(&mut self.workers).into_iter().enumerate() {
@@ -261,7 +307,6 @@ impl LoadHandle {
                 Ok(s) => {
                     hist.merge(&s.hist);
                     lost += s.lost;
-                    retries += s.http_retries;
                     ended = ended.max(s.ended);
                     any_ran |= s.requests > 0;
                     all_held &= s.requests == 0 || (s.connects == 1 && s.lost == 0);
@@ -275,9 +320,14 @@ impl LoadHandle {
         }
         let log = lock(&sh.log);
         LoadReport {
-            target: sh.target.to_string(),
-            mode: sh.mode,
+            target: sh.cfg.target.to_string(),
+            mode: sh.cfg.mode,
             connections: self.connections,
+            streams: if sh.cfg.mode == Mode::H2 {
+                sh.cfg.streams
+            } else {
+                1
+            },
             ok: sh.ok.load(Ordering::Relaxed),
             failed: sh.failed.load(Ordering::Relaxed),
             failures: log.details.clone(),
@@ -285,9 +335,14 @@ impl LoadHandle {
             failures_by_epoch: log.by_epoch.clone(),
             elapsed: ended - sh.start,
             latency: hist.latency(),
-            long_lived_survived: (sh.mode == Mode::Long).then_some(any_ran && all_held),
+            long_lived_survived: (sh.cfg.mode == Mode::Long).then_some(any_ran && all_held),
             connections_lost: lost,
-            http_retries: retries,
+            retried: sh.retried.load(Ordering::Relaxed),
+            retries_by_reason: log.retries_by_reason.clone(),
+            retries_by_epoch: log.retries_by_epoch.clone(),
+            retry_idempotent: sh.cfg.retry_idempotent,
+            accept_retries: sh.cfg.accept_retries,
+            orderly_closes: sh.orderly_closes.load(Ordering::Relaxed),
             epochs: lock(&sh.marks).clone(),
         }
     }

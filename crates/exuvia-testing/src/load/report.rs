@@ -1,58 +1,17 @@
-//! What a load run found: classified failures, counts, latency, epochs.
+//! What a load run found: classified failures, retries, counts, latency, epochs.
 //!
 //! Memory stays bounded however long or broken the run: failure details are capped at
 //! [`MAX_STORED_FAILURES`] (counts stay exact), and latency goes into a fixed-size
-//! log-linear histogram per worker instead of a list of samples.
+//! histogram per worker (`histogram.rs`) instead of a list of samples.
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
 use super::Mode;
+use super::kind::{FailureKind, RetryReason};
 
 /// Failure details kept per run; further failures are only counted.
 pub const MAX_STORED_FAILURES: usize = 10_000;
-
-/// Why a request failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
-#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
-pub enum FailureKind {
-    /// ECONNREFUSED, or ENOENT for a Unix path: nobody was listening.
-    Refused,
-    /// ECONNRESET / EPIPE / ECONNABORTED: the connection was torn down.
-    Reset,
-    /// The request did not complete within the per-request timeout.
-    Timeout,
-    /// The peer closed the connection before the full answer arrived.
-    EofMidRequest,
-    /// The answer arrived but differs from what was expected (or is malformed).
-    WrongAnswer,
-    /// An HTTP status of 500 or more.
-    Http5xx,
-    /// Anything else; [`Failure::error`] has the text.
-    Other,
-}
-
-impl FailureKind {
-    /// Short name used in tables and JSON.
-    pub fn name(self) -> &'static str {
-        match self {
-            FailureKind::Refused => "refused",
-            FailureKind::Reset => "reset",
-            FailureKind::Timeout => "timeout",
-            FailureKind::EofMidRequest => "eof-mid-request",
-            FailureKind::WrongAnswer => "wrong-answer",
-            FailureKind::Http5xx => "http-5xx",
-            FailureKind::Other => "other",
-        }
-    }
-}
-
-impl fmt::Display for FailureKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// One failed request.
 #[derive(Clone, Debug)]
@@ -94,11 +53,15 @@ pub struct LoadReport {
     pub target: String,
     /// What the workers did.
     pub mode: Mode,
-    /// Number of workers.
+    /// Number of workers (HTTP/2: connections; WebSocket: held connections).
     pub connections: u32,
-    /// Successful requests (Long mode: successful round trips).
+    /// HTTP/2: concurrent streams per connection; 1 in every other mode.
+    pub streams: u32,
+    /// Successful requests (Long mode: round trips; WebSocket: echoed messages), including
+    /// those that succeeded only when retried.
     pub ok: u64,
-    /// Failed requests, exact even when details were dropped.
+    /// Failed requests, exact even when details were dropped. WebSocket mode also counts
+    /// each connection that ended without a close frame while no message was outstanding.
     pub failed: u64,
     /// Details of the first [`MAX_STORED_FAILURES`] failures, in the order they were observed.
     pub failures: Vec<Failure>,
@@ -115,10 +78,21 @@ pub struct LoadReport {
     pub long_lived_survived: Option<bool>,
     /// Long mode: established connections that failed and were replaced.
     pub connections_lost: u64,
-    /// HTTP mode: requests retried once on a fresh connection because a reused keep-alive
-    /// connection was closed before any byte of the answer (RFC 9112 §9.3.1 allows this
-    /// for idempotent requests, and no server can avoid that race). Not failures.
-    pub http_retries: u64,
+    /// Requests sent more than once (each retry counts; see [`RetryReason`] for when the
+    /// client retries). A retried request is also in `ok` or `failed`, by its last attempt.
+    pub retried: u64,
+    /// Retries per reason.
+    pub retries_by_reason: BTreeMap<RetryReason, u64>,
+    /// Retries per epoch of the request that was retried.
+    pub retries_by_epoch: BTreeMap<u32, u64>,
+    /// The run retried requests lost on a reused connection (HTTP/1.1, HTTP/2) once.
+    pub retry_idempotent: bool,
+    /// Retries do not make the run unclean (they are still counted and shown).
+    pub accept_retries: bool,
+    /// Connections the server ended the orderly way: an HTTP/1.1 answer with
+    /// `Connection: close`, an HTTP/2 GOAWAY with NO_ERROR, a WebSocket close frame with a
+    /// normal status. Not failures.
+    pub orderly_closes: u64,
     /// Start of epoch `i + 1`, as time since the run started; epoch 0 begins at the start.
     #[cfg_attr(feature = "serde", serde(serialize_with = "secs::many"))]
     pub epochs: Vec<Duration>,
@@ -135,6 +109,11 @@ impl LoadReport {
         self.failures_by_kind.get(&kind).copied().unwrap_or(0)
     }
 
+    /// Retries for one reason.
+    pub fn retries(&self, reason: RetryReason) -> u64 {
+        self.retries_by_reason.get(&reason).copied().unwrap_or(0)
+    }
+
     /// Completed requests (ok or failed) per second of run time.
     pub fn requests_per_sec(&self) -> f64 {
         let secs = self.elapsed.as_secs_f64();
@@ -145,10 +124,37 @@ impl LoadReport {
         }
     }
 
-    /// True when requests were made and none failed: the property the load client exists to show.
-    pub fn is_clean(&self) -> bool {
-        self.failed == 0 && self.ok > 0 && self.long_lived_survived != Some(false)
+    /// Retries that count against the run: all of them unless `accept_retries`.
+    pub fn unaccepted_retries(&self) -> u64 {
+        if self.accept_retries { 0 } else { self.retried }
     }
+
+    /// True when requests were made, none failed, and none was retried (unless retries were
+    /// accepted): the property the load client exists to show.
+    pub fn is_clean(&self) -> bool {
+        self.failed == 0
+            && self.ok > 0
+            && self.long_lived_survived != Some(false)
+            && self.unaccepted_retries() == 0
+    }
+
+    /// `keep-alive-closed 3, refused-by-goaway 1`, or `none`.
+    pub fn retry_summary(&self) -> String {
+        summary(&self.retries_by_reason)
+    }
+
+    /// `refused 3, reset 1`, or `none`.
+    pub fn failure_summary(&self) -> String {
+        summary(&self.failures_by_kind)
+    }
+}
+
+fn summary<K: fmt::Display>(m: &BTreeMap<K, u64>) -> String {
+    if m.is_empty() {
+        return "none".into();
+    }
+    let parts: Vec<String> = m.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    parts.join(", ")
 }
 
 fn ms(d: Duration) -> String {
@@ -160,9 +166,14 @@ const SHOWN_FAILURES: usize = 10;
 
 impl fmt::Display for LoadReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let streams = if self.mode == Mode::H2 {
+            format!(" x {} stream(s)", self.streams)
+        } else {
+            String::new()
+        };
         writeln!(
             f,
-            "load {} {} with {} connection(s) for {:.3}s",
+            "load {} {} with {} connection(s){streams} for {:.3}s",
             self.mode,
             self.target,
             self.connections,
@@ -175,6 +186,22 @@ impl fmt::Display for LoadReport {
             self.failed,
             self.requests_per_sec()
         )?;
+        if self.retried > 0 || self.retry_idempotent {
+            let verdict = match (self.retried, self.accept_retries) {
+                (0, _) => "",
+                (_, true) => " (accepted)",
+                (_, false) => " (NOT accepted: a retried request counts against the run)",
+            };
+            writeln!(
+                f,
+                "  RETRIED: {} ({}){verdict}",
+                self.retried,
+                self.retry_summary()
+            )?;
+        }
+        if self.orderly_closes > 0 {
+            writeln!(f, "  orderly closes by the server: {}", self.orderly_closes)?;
+        }
         let l = &self.latency;
         writeln!(
             f,
@@ -184,12 +211,7 @@ impl fmt::Display for LoadReport {
             ms(l.max)
         )?;
         if !self.failures_by_kind.is_empty() {
-            let kinds: Vec<String> = self
-                .failures_by_kind
-                .iter()
-                .map(|(k, n)| format!("{k} {n}"))
-                .collect();
-            writeln!(f, "  failures by kind: {}", kinds.join(", "))?;
+            writeln!(f, "  failures by kind: {}", self.failure_summary())?;
         }
         if !self.epochs.is_empty() {
             let marks: Vec<String> = self
@@ -198,13 +220,15 @@ impl fmt::Display for LoadReport {
                 .map(|d| format!("{:.3}s", d.as_secs_f64()))
                 .collect();
             writeln!(f, "  epochs marked at: {}", marks.join(", "))?;
-            if !self.failures_by_epoch.is_empty() {
-                let per: Vec<String> = self
-                    .failures_by_epoch
-                    .iter()
-                    .map(|(e, n)| format!("epoch {e}: {n}"))
-                    .collect();
-                writeln!(f, "  failures by epoch: {}", per.join(", "))?;
+            for (what, m) in [
+                ("failures", &self.failures_by_epoch),
+                ("retries", &self.retries_by_epoch),
+            ] {
+                if !m.is_empty() {
+                    let per: Vec<String> =
+                        m.iter().map(|(e, n)| format!("epoch {e}: {n}")).collect();
+                    writeln!(f, "  {what} by epoch: {}", per.join(", "))?;
+                }
             }
         }
         if let Some(survived) = self.long_lived_survived {
@@ -213,13 +237,6 @@ impl fmt::Display for LoadReport {
                 f,
                 "  long-lived connections: {verdict} ({} lost)",
                 self.connections_lost
-            )?;
-        }
-        if self.http_retries > 0 {
-            writeln!(
-                f,
-                "  keep-alive retries (not failures): {}",
-                self.http_retries
             )?;
         }
         for x in self.failures.iter().take(SHOWN_FAILURES) {
@@ -255,118 +272,5 @@ mod secs {
 
     pub fn many<S: serde::Serializer>(v: &[Duration], s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(v.iter().map(Duration::as_secs_f64))
-    }
-}
-
-/// Sub-buckets per power of two: values are kept to within ~3%.
-const SUB_BITS: u32 = 5;
-const SUB: usize = 1 << SUB_BITS;
-/// Enough buckets for any u64 microsecond count.
-const BUCKETS: usize = (65 - SUB_BITS as usize) * SUB;
-
-/// Fixed-size log-linear histogram of microsecond latencies.
-pub(crate) struct Histogram {
-    counts: Vec<u64>,
-    total: u64,
-    max: Duration,
-}
-
-impl Histogram {
-    pub fn new() -> Self {
-        Histogram {
-            counts: vec![0; BUCKETS],
-            total: 0,
-            max: Duration::ZERO,
-        }
-    }
-
-    fn index(us: u64) -> usize {
-        if us < 2 * SUB as u64 {
-            return us as usize;
-        }
-        let log2 = 63 - us.leading_zeros();
-        let shift = log2 - SUB_BITS;
-        let mantissa = (us >> shift) as usize - SUB;
-        (shift as usize + 1) * SUB + mantissa
-    }
-
-    /// Midpoint of the bucket, in microseconds.
-    fn value(index: usize) -> u64 {
-        if index < 2 * SUB {
-            return index as u64;
-        }
-        let shift = (index / SUB - 1) as u32;
-        let low = ((index % SUB + SUB) as u64) << shift;
-        low + (1u64 << shift) / 2
-    }
-
-    pub fn record(&mut self, d: Duration) {
-        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        self.counts[Self::index(us)] += 1;
-        self.total += 1;
-        self.max = self.max.max(d);
-    }
-
-    pub fn merge(&mut self, other: &Histogram) {
-        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
-            *a += b;
-        }
-        self.total += other.total;
-        self.max = self.max.max(other.max);
-    }
-
-    /// Value at quantile `q` (0..=1), never above the exact maximum.
-    fn quantile(&self, q: f64) -> Duration {
-        if self.total == 0 {
-            return Duration::ZERO;
-        }
-        let rank = ((q * self.total as f64).ceil() as u64).clamp(1, self.total);
-        let mut seen = 0;
-        for (i, &n) in self.counts.iter().enumerate() {
-            seen += n;
-            if seen >= rank {
-                return Duration::from_micros(Self::value(i)).min(self.max);
-            }
-        }
-        self.max
-    }
-
-    pub fn latency(&self) -> Latency {
-        Latency {
-            p50: self.quantile(0.50),
-            p99: self.quantile(0.99),
-            max: self.max,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn histogram_buckets_are_contiguous_and_close() {
-        let mut prev = 0;
-        for us in [0u64, 1, 63, 64, 65, 127, 128, 1000, 123_456, u64::MAX] {
-            let i = Histogram::index(us);
-            assert!(i >= prev, "index must not decrease at {us}");
-            assert!(i < BUCKETS);
-            prev = i;
-            let v = Histogram::value(i);
-            let err = v.abs_diff(us) as f64 / (us.max(1) as f64);
-            assert!(err <= 0.04, "{us} -> bucket value {v}");
-        }
-    }
-
-    #[test]
-    fn histogram_quantiles() {
-        let mut h = Histogram::new();
-        for us in 1..=1000u64 {
-            h.record(Duration::from_micros(us));
-        }
-        let l = h.latency();
-        assert!((480..=520).contains(&l.p50.as_micros()), "{l:?}");
-        assert!((960..=1000).contains(&l.p99.as_micros()), "{l:?}");
-        assert_eq!(l.max, Duration::from_micros(1000));
     }
 }

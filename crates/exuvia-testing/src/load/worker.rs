@@ -1,4 +1,5 @@
-//! State shared by the worker threads, and the three per-mode worker loops.
+//! State shared by the worker threads, and the line-protocol and HTTP/1.1 worker loops
+//! (HTTP/2 in `h2.rs`, WebSocket in `ws.rs`).
 //!
 //! Every loop asks [`Shared::begin`] before each request, which is where the duration, the
 //! stop flags and the request budget end the run; an in-flight request is allowed to finish
@@ -10,13 +11,14 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::conn::{Conn, ReqError, Target, echo_round_trip};
-use super::http;
-use super::report::{Failure, FailureKind, Histogram, MAX_STORED_FAILURES};
-use super::{LoadConfig, Mode};
+use super::histogram::Histogram;
+use super::kind::{FailureKind, RetryReason};
+use super::report::{Failure, MAX_STORED_FAILURES};
+use super::{LoadConfig, Mode, http};
 
 /// Pause after a failed request, so a refused-connection storm does not burn the CPU that
 /// the server under test needs (it shares the machine in every test).
-const FAILURE_BACKOFF: Duration = Duration::from_millis(10);
+pub(crate) const FAILURE_BACKOFF: Duration = Duration::from_millis(10);
 /// Longest uninterrupted sleep, so stop requests are noticed quickly.
 const SLEEP_SLICE: Duration = Duration::from_millis(20);
 /// Epoch start times kept; later marks still advance the epoch.
@@ -27,6 +29,8 @@ pub(crate) struct FailureLog {
     pub details: Vec<Failure>,
     pub by_kind: BTreeMap<FailureKind, u64>,
     pub by_epoch: BTreeMap<u32, u64>,
+    pub retries_by_reason: BTreeMap<RetryReason, u64>,
+    pub retries_by_epoch: BTreeMap<u32, u64>,
 }
 
 /// Per-worker results, merged into the report after join.
@@ -35,27 +39,44 @@ pub(crate) struct WorkerStats {
     pub requests: u64,
     pub connects: u64,
     pub lost: u64,
-    pub http_retries: u64,
     pub ended: Instant,
+}
+
+impl WorkerStats {
+    pub fn new() -> Self {
+        WorkerStats {
+            hist: Histogram::new(),
+            requests: 0,
+            connects: 0,
+            lost: 0,
+            ended: Instant::now(),
+        }
+    }
+
+    /// Folds the stats of one of a worker's concurrent tasks (HTTP/2 streams) into these.
+    pub fn merge(&mut self, other: &WorkerStats) {
+        self.hist.merge(&other.hist);
+        self.requests += other.requests;
+        self.connects += other.connects;
+        self.lost += other.lost;
+        self.ended = self.ended.max(other.ended);
+    }
 }
 
 pub(crate) struct Shared {
     pub start: Instant,
     deadline: Instant,
     pub stop: AtomicBool,
-    external_stop: Option<Arc<AtomicBool>>,
-    max_requests: Option<u64>,
     issued: AtomicU64,
     pub ok: AtomicU64,
     pub failed: AtomicU64,
+    pub retried: AtomicU64,
+    pub orderly_closes: AtomicU64,
     epoch: AtomicU32,
     pub marks: Mutex<Vec<Duration>>,
     pub log: Mutex<FailureLog>,
-    pub target: Target,
-    pub mode: Mode,
-    timeout: Duration,
-    interval: Duration,
-    http_path: String,
+    /// The run's parameters, as given.
+    pub cfg: LoadConfig,
 }
 
 /// A poisoned lock only means another worker panicked; the counters in it are still valid.
@@ -70,37 +91,34 @@ impl Shared {
             start,
             deadline: start + cfg.duration,
             stop: AtomicBool::new(false),
-            external_stop: cfg.stop.clone(),
-            max_requests: cfg.max_requests,
             issued: AtomicU64::new(0),
             ok: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            retried: AtomicU64::new(0),
+            orderly_closes: AtomicU64::new(0),
             epoch: AtomicU32::new(0),
             marks: Mutex::new(Vec::new()),
             log: Mutex::new(FailureLog::default()),
-            target: cfg.target.clone(),
-            mode: cfg.mode,
-            timeout: cfg.timeout,
-            interval: cfg.interval,
-            http_path: cfg.http_path.clone(),
+            cfg: cfg.clone(),
         }
     }
 
-    fn should_stop(&self) -> bool {
+    pub fn should_stop(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
             || self
-                .external_stop
+                .cfg
+                .stop
                 .as_ref()
                 .is_some_and(|s| s.load(Ordering::Relaxed))
             || Instant::now() >= self.deadline
     }
 
     /// Admits one more request, returning its epoch and start time, or None when the run is over.
-    fn begin(&self) -> Option<(u32, Instant)> {
+    pub fn begin(&self) -> Option<(u32, Instant)> {
         if self.should_stop() {
             return None;
         }
-        if let Some(max) = self.max_requests {
+        if let Some(max) = self.cfg.max_requests {
             if self.issued.fetch_add(1, Ordering::Relaxed) >= max {
                 return None;
             }
@@ -134,8 +152,27 @@ impl Shared {
         }
     }
 
+    /// Records that a request (started in `epoch`) is sent again, and why.
+    pub fn retry(&self, epoch: u32, reason: RetryReason) {
+        self.retried.fetch_add(1, Ordering::Relaxed);
+        let mut log = lock(&self.log);
+        *log.retries_by_reason.entry(reason).or_default() += 1;
+        *log.retries_by_epoch.entry(epoch).or_default() += 1;
+    }
+
+    /// The server ended a connection the orderly way (see `LoadReport::orderly_closes`).
+    pub fn orderly_close(&self) {
+        self.orderly_closes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The epoch current now (for failures that belong to no request, such as a WebSocket
+    /// that ends abruptly while idle).
+    pub fn current_epoch(&self) -> u32 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
     /// Sleeps until `until`, the run deadline, or a stop request, whichever comes first.
-    fn pause_until(&self, until: Instant) {
+    pub fn pause_until(&self, until: Instant) {
         let until = until.min(self.deadline);
         loop {
             let now = Instant::now();
@@ -146,7 +183,7 @@ impl Shared {
         }
     }
 
-    fn finish(
+    pub fn finish(
         &self,
         worker: u32,
         epoch: u32,
@@ -169,19 +206,14 @@ impl Shared {
     }
 }
 
-pub(crate) fn run(id: u32, sh: &Shared) -> WorkerStats {
-    let mut stats = WorkerStats {
-        hist: Histogram::new(),
-        requests: 0,
-        connects: 0,
-        lost: 0,
-        http_retries: 0,
-        ended: Instant::now(),
-    };
-    match sh.mode {
+pub(crate) fn run(id: u32, sh: &Arc<Shared>) -> WorkerStats {
+    let mut stats = WorkerStats::new();
+    match sh.cfg.mode {
         Mode::Echo => echo(id, sh, &mut stats),
         Mode::Long => long(id, sh, &mut stats),
         Mode::Http => http_loop(id, sh, &mut stats),
+        Mode::H2 => super::h2::run(id, sh, &mut stats),
+        Mode::Ws => super::ws::run(id, sh, &mut stats),
     }
     stats.ended = Instant::now();
     stats
@@ -192,8 +224,8 @@ fn echo(id: u32, sh: &Shared, stats: &mut WorkerStats) {
     while let Some((epoch, t0)) = sh.begin() {
         let line = format!("w{id}-r{n}\n");
         n += 1;
-        let deadline = t0 + sh.timeout;
-        let res = Conn::connect(&sh.target, deadline)
+        let deadline = t0 + sh.cfg.timeout;
+        let res = Conn::connect(&sh.cfg.target, deadline)
             .and_then(|mut c| echo_round_trip(&mut c, &line, deadline));
         if !sh.finish(id, epoch, t0, res, stats) {
             sh.pause_until(Instant::now() + FAILURE_BACKOFF);
@@ -226,50 +258,55 @@ fn long(id: u32, sh: &Shared, stats: &mut WorkerStats) {
     while let Some((epoch, t0)) = sh.begin() {
         let line = format!("w{id}-r{n}\n");
         n += 1;
-        let deadline = t0 + sh.timeout;
-        let res = ensure(&mut conn, &sh.target, deadline, &mut stats.connects)
+        let deadline = t0 + sh.cfg.timeout;
+        let res = ensure(&mut conn, &sh.cfg.target, deadline, &mut stats.connects)
             .and_then(|c| echo_round_trip(c, &line, deadline));
         if res.is_err() && conn.take().is_some() {
             // The stream may hold a late answer; it cannot be trusted for the next line.
             stats.lost += 1;
         }
         sh.finish(id, epoch, t0, res, stats);
-        next = (next + sh.interval).max(Instant::now());
+        next = (next + sh.cfg.interval).max(Instant::now());
         sh.pause_until(next);
     }
 }
 
 fn http_loop(id: u32, sh: &Shared, stats: &mut WorkerStats) {
-    let host = match &sh.target {
+    let host = match &sh.cfg.target {
         Target::Tcp(addr) => addr.to_string(),
         Target::Unix(_) => "localhost".to_owned(),
     };
-    let req = http::request(&host, &sh.http_path);
+    let req = http::request(&host, &sh.cfg.http_path);
     let mut conn = None;
     while let Some((epoch, t0)) = sh.begin() {
-        let res = http_once(&mut conn, sh, &req, t0 + sh.timeout, stats);
+        let res = http_once(&mut conn, sh, &req, epoch, t0 + sh.cfg.timeout, stats);
         if !sh.finish(id, epoch, t0, res, stats) {
             sh.pause_until(Instant::now() + FAILURE_BACKOFF);
         }
     }
 }
 
+/// One GET, on the open connection if there is one. A reused connection that is closed
+/// under the request before any byte of the answer is [`FailureKind::KeepAliveClosed`];
+/// only with `retry_idempotent` is the request sent once more, on a fresh connection, and
+/// counted as a retry (see `kind.rs` for the rule).
 fn http_once(
     conn: &mut Option<Conn>,
     sh: &Shared,
     req: &str,
+    epoch: u32,
     deadline: Instant,
     stats: &mut WorkerStats,
 ) -> Result<(), ReqError> {
-    let mut retried = false;
     loop {
         let reused = conn.is_some();
-        let c = ensure(conn, &sh.target, deadline, &mut stats.connects)?;
+        let c = ensure(conn, &sh.cfg.target, deadline, &mut stats.connects)?;
         let before = c.received();
         match http::exchange(c, req, deadline) {
             Ok(resp) => {
                 if resp.close {
                     *conn = None;
+                    sh.orderly_close();
                 }
                 if resp.status >= 500 {
                     return Err(ReqError::new(
@@ -282,13 +319,23 @@ fn http_once(
             Err(e) => {
                 let silent = c.received() == before;
                 *conn = None;
-                let stale = matches!(e.kind, FailureKind::Reset | FailureKind::EofMidRequest);
-                if reused && silent && stale && !retried {
-                    retried = true;
-                    stats.http_retries += 1;
+                let closed = matches!(e.kind, FailureKind::Reset | FailureKind::EofMidRequest);
+                if !(reused && silent && closed) {
+                    return Err(e);
+                }
+                // The retry goes to a fresh connection, so this branch runs at most once.
+                if sh.cfg.retry_idempotent {
+                    sh.retry(epoch, RetryReason::KeepAliveClosed);
                     continue;
                 }
-                return Err(e);
+                return Err(ReqError::new(
+                    FailureKind::KeepAliveClosed,
+                    format!(
+                        "the server closed a reused keep-alive connection under the request, \
+                         before any byte of the answer ({})",
+                        e.msg
+                    ),
+                ));
             }
         }
     }

@@ -7,6 +7,7 @@ use exuvia_testing::load::{self, LoadConfig, LoadReport, Mode, Target};
 
 use super::progress::Ui;
 use super::report::ReloadEntry;
+use crate::load::HttpOptions;
 
 /// A service under check: something that can be reloaded and observed.
 pub trait Service: Sync {
@@ -25,6 +26,8 @@ pub struct Schedule {
     pub connections: u32,
     pub request_timeout: Duration,
     pub http_path: String,
+    /// HTTP/2 streams and the retry policy (see the load client's `kind.rs`).
+    pub http: HttpOptions,
     pub reloads: u32,
     /// Load alone before the first reload, between reloads, and after the last.
     pub interval: Duration,
@@ -68,6 +71,7 @@ pub fn drive(
     cfg.connections = s.connections;
     cfg.timeout = s.request_timeout;
     cfg.http_path = s.http_path.clone();
+    s.http.apply(&mut cfg);
     // The schedule, not the load client, decides when the run ends.
     cfg.duration = load::MAX_DURATION;
     let handle = load::start(cfg).map_err(|e| e.to_string())?;
@@ -113,6 +117,7 @@ pub fn drive(
     let load = handle.stop();
     for r in &mut reloads {
         r.failed_requests = load.failures_by_epoch.get(&r.epoch).copied().unwrap_or(0);
+        r.retried_requests = load.retries_by_epoch.get(&r.epoch).copied().unwrap_or(0);
     }
     Ok(Driven {
         reloads,

@@ -18,7 +18,7 @@ use exuvia_testing::load::{Mode, Target};
 use exuvia_testing::sim::NotifyAccess;
 use nix::sys::signal::Signal;
 
-use super::load::{parse_duration, parse_mode, parse_target};
+use super::load::{HttpOptions, parse_duration, parse_mode, parse_target};
 
 mod drive;
 mod progress;
@@ -36,9 +36,16 @@ Examples:
   exuvia check --listen echo=tcp:127.0.0.1:0 -- ./target/release/examples/echo
   exuvia check --listen http=tcp:127.0.0.1:0 --mode http --reloads 10 -- ./myservice --flag
   exuvia check --unit myservice.service --target tcp:127.0.0.1:8080 --json report.json
+  exuvia check --listen http=tcp:127.0.0.1:0 --mode h2 --streams 8 -- ./my-grpc-or-h2c-service
 
-Exit status: 0 every request succeeded, no protocol violation, every reload handed over to a
-new MainPID; 1 otherwise; 2 bad input or the service could not start; 130 interrupted.";
+Retries: a request lost on a reused keep-alive connection is a failure (keep-alive-closed),
+as it is for wrk, proxies and every POST. --retry-idempotent sends such a GET once more;
+HTTP/2 streams the server refused (GOAWAY last-stream-id, REFUSED_STREAM) are always sent
+again. Retried requests are shown in the table and FAIL the check unless --accept-retries.
+
+Exit status: 0 every request succeeded (none retried, unless --accept-retries), no protocol
+violation, every reload handed over to a new MainPID; 1 otherwise; 2 bad input or the
+service could not start; 130 interrupted.";
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = AFTER_HELP)]
@@ -54,9 +61,12 @@ pub struct CheckArgs {
     #[arg(long, value_name = "NAME", conflicts_with = "listen")]
     unit: Option<String>,
     /// echo (connect, line, echo, close), long (connections that must survive every
-    /// reload), http (HTTP/1.1 keep-alive GETs).
+    /// reload), http (HTTP/1.1 keep-alive GETs), h2 (HTTP/2 GETs, h2c prior knowledge,
+    /// --streams per connection), ws (WebSocket echo; a close frame and a reconnect are fine).
     #[arg(long, default_value = "echo", value_parser = parse_mode)]
     mode: Mode,
+    #[command(flatten)]
+    http: HttpOptions,
     /// Concurrent load workers.
     #[arg(long, default_value_t = 4)]
     connections: u32,
@@ -81,7 +91,7 @@ pub struct CheckArgs {
     /// Bound on one request, connect included.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     request_timeout: Duration,
-    /// HTTP mode: request path.
+    /// http, h2 and ws modes: request path.
     #[arg(long, default_value = "/")]
     path: String,
     /// NotifyAccess= of the simulated unit: main, exec or all.
@@ -147,6 +157,7 @@ fn check(args: CheckArgs, ui: &Ui) -> Result<ExitCode, String> {
         connections: args.connections,
         request_timeout: args.request_timeout,
         http_path: args.path.clone(),
+        http: args.http.clone(),
         reloads: args.reloads,
         interval: args.interval,
         min_duration: args.duration.unwrap_or_default(),
@@ -222,6 +233,12 @@ pub fn validate(s: &Schedule) -> Result<(), String> {
     }
     if !s.http_path.starts_with('/') || s.http_path.contains(char::is_whitespace) {
         return Err("--path must start with / and contain no whitespace".into());
+    }
+    if !(1..=exuvia_testing::load::MAX_STREAMS).contains(&s.http.streams) {
+        return Err(format!(
+            "--streams must be 1..={}",
+            exuvia_testing::load::MAX_STREAMS
+        ));
     }
     Ok(())
 }

@@ -161,8 +161,13 @@ impl Ui {
                 }
                 None => (Duration::ZERO, 0.0),
             };
+            let retried = if p.retried > 0 {
+                format!("  RETRIED {}", p.retried)
+            } else {
+                String::new()
+            };
             let status = format!(
-                "{:.1}s  reload {}/{}  ok {}  failed {}  processes {}",
+                "{:.1}s  reload {}/{}  ok {}  failed {}{retried}  processes {}",
                 elapsed.as_secs_f64(),
                 self.reloads_done.load(Ordering::Relaxed),
                 self.reloads_total.load(Ordering::Relaxed),

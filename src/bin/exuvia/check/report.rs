@@ -6,7 +6,7 @@
 //! floating point numbers, times are seconds since the load started.
 //!
 //! ```text
-//! schema             1
+//! schema             2 (1 until HTTP/2 and WebSocket modes came: see "Schema 2" below)
 //! mode               "simulator" (built-in stand-in for systemd) | "unit" (real systemd)
 //! reload_method      "signal" (reload signal to the main pid, as systemctl reload does
 //!                    for Type=notify-reload) | "restart" (stop + start; `exuvia demo`'s
@@ -18,12 +18,13 @@
 //! reasons            [text…] why it failed (empty when it passed)
 //! reloads_requested  --reloads
 //! reloads            [{index, epoch, at, ok, completed, main_pid_changed, failure, error,
-//!                      duration, old_main_pid, new_main_pid, failed_requests, status,
-//!                      systemctl}]
+//!                      duration, old_main_pid, new_main_pid, failed_requests,
+//!                      retried_requests, status, systemctl}]
 //!                    failure: null | "timeout" | "main-exited" | "no-main-pid-change" |
 //!                      "unit-dead" | "restarted" | "reactivated" | "systemctl-failed" | "error"
 //!                    failed_requests: failed requests that started during this reload's
 //!                      epoch (from its start until the next reload began)
+//!                    retried_requests: retries of requests that started in that epoch
 //!                    systemctl (unit mode): {rc, stderr, before, after}, before/after being
 //!                      {MainPID, InvocationID, ActiveState, SubState, NRestarts, StatusText}
 //!                      as strings, exactly as `systemctl show` printed them
@@ -36,16 +37,35 @@
 //!                    unit mode: the cgroup's cgroup.procs), or null if unknown
 //! stop               {already_dead, signal, duration, sigkilled: [pid…]}, or null in unit
 //!                    mode (the unit is left running)
-//! load               the load client's report (see `exuvia load --json`)
+//! load               the load client's report, also what `exuvia load --json` writes:
+//!   target, mode ("echo" | "long" | "http" | "h2" | "ws"), connections, streams (h2:
+//!   streams per connection, else 1), ok, failed, failures [{kind, at, worker, epoch,
+//!   error}], failures_by_kind {kind: n}, failures_by_epoch {epoch: n}, elapsed,
+//!   latency {p50, p99, max}, long_lived_survived, connections_lost,
+//!   retried, retries_by_reason {reason: n}, retries_by_epoch {epoch: n},
+//!   retry_idempotent, accept_retries, orderly_closes, epochs [start…]
+//!   kind: "refused" | "reset" | "timeout" | "eof-mid-request" | "keep-alive-closed" |
+//!     "stream-reset" | "no-close-frame" | "unanswered-at-close" | "wrong-answer" |
+//!     "http-5xx" | "other"
+//!   reason: "keep-alive-closed" (only with --retry-idempotent) | "refused-by-goaway" |
+//!     "refused-stream" (HTTP/2, always retried: RFC 9113 §8.7 says never processed)
 //! ```
-use std::fmt::{self, Write as _};
+//!
+//! Schema 2 (from 1): `load.failed` now counts a request lost on a reused keep-alive
+//! connection (kind `keep-alive-closed`), which schema 1 retried silently and reported only
+//! as `load.http_retries`; that field is gone, replaced by `retried` and the fields after
+//! it, and `pass` is false when `retried` > 0 unless `accept_retries`. New: modes h2 and ws,
+//! the kinds after `eof-mid-request`, `streams`, `orderly_closes`, `retried_requests`.
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use exuvia_testing::load::{FailureKind, LoadReport};
 use serde::Serialize;
 
+mod table;
+
 /// Bumped when a field is removed or changes meaning.
-pub const SCHEMA: u32 = 1;
+pub const SCHEMA: u32 = 2;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckReport {
@@ -83,6 +103,7 @@ pub struct ReloadEntry {
     pub old_main_pid: Option<u32>,
     pub new_main_pid: Option<u32>,
     pub failed_requests: u64,
+    pub retried_requests: u64,
     pub status: Option<String>,
     pub systemctl: Option<SystemctlEntry>,
 }
@@ -103,6 +124,7 @@ impl ReloadEntry {
             old_main_pid: None,
             new_main_pid: None,
             failed_requests: 0,
+            retried_requests: 0,
             status: None,
             systemctl: None,
         }
@@ -221,15 +243,7 @@ pub fn ms(d: Duration) -> String {
 
 /// `refused 3, reset 1`, or `none`.
 pub fn kinds(load: &LoadReport) -> String {
-    if load.failures_by_kind.is_empty() {
-        return "none".into();
-    }
-    let parts: Vec<String> = load
-        .failures_by_kind
-        .iter()
-        .map(|(k, n)| format!("{k} {n}"))
-        .collect();
-    parts.join(", ")
+    load.failure_summary()
 }
 
 impl CheckReport {
@@ -243,6 +257,14 @@ impl CheckReport {
                 l.failed,
                 l.ok + l.failed,
                 kinds(l)
+            ));
+        }
+        if l.unaccepted_retries() > 0 {
+            why.push(format!(
+                "{} request(s) had to be retried ({}): a client that does not retry saw them \
+                 fail; pass --accept-retries to accept retried requests",
+                l.retried,
+                l.retry_summary()
             ));
         }
         if l.ok == 0 {
@@ -287,8 +309,13 @@ impl CheckReport {
     pub fn headline(&self) -> String {
         let l = &self.load;
         let verdict = if self.pass { "PASS" } else { "FAIL" };
+        let retried = if l.retried > 0 {
+            format!(", {} RETRIED", l.retried)
+        } else {
+            String::new()
+        };
         let mut s = format!(
-            "{verdict}: {} failed of {} requests over {} reload(s)",
+            "{verdict}: {} failed{retried} of {} requests over {} reload(s)",
             l.failed,
             l.ok + l.failed,
             self.reloads.len()
@@ -300,173 +327,8 @@ impl CheckReport {
     }
 }
 
-impl fmt::Display for CheckReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let l = &self.load;
-        writeln!(f, "exuvia check: {}", self.headline())?;
-        let what = match (&self.command, &self.unit) {
-            (Some(c), _) => format!("{} (simulated systemd)", c.join(" ")),
-            (None, Some(u)) => format!("unit {u} (systemd on this host)"),
-            _ => String::new(),
-        };
-        let row = |f: &mut fmt::Formatter<'_>, k: &str, v: String| writeln!(f, "  {k:<14}{v}");
-        row(f, "service", what)?;
-        row(
-            f,
-            "load",
-            format!(
-                "{} {}, {} connection(s), {:.2}s, {:.0} req/s",
-                l.mode,
-                l.target,
-                l.connections,
-                l.elapsed.as_secs_f64(),
-                l.requests_per_sec()
-            ),
-        )?;
-        row(f, "requests", format!("{} ok, {} failed", l.ok, l.failed))?;
-        row(f, "failures", kinds(l))?;
-        if let Some(survived) = l.long_lived_survived {
-            let v = if survived { "all survived" } else { "LOST" };
-            row(
-                f,
-                "long-lived",
-                format!("{v} ({} lost)", l.connections_lost),
-            )?;
-        }
-        let completed = self.reloads.iter().filter(|r| r.completed).count();
-        row(
-            f,
-            "reloads",
-            format!(
-                "{completed}/{} completed, MainPID changed {} time(s)",
-                self.reloads_requested, self.main_pid_changes
-            ),
-        )?;
-        if let Some(q) = self.reload_duration {
-            row(
-                f,
-                "reload time",
-                format!("p50 {}  p99 {}  max {}", ms(q.p50), ms(q.p99), ms(q.max)),
-            )?;
-        }
-        row(
-            f,
-            "processes",
-            self.peak_processes
-                .map_or("unknown".into(), |n| format!("peak {n}")),
-        )?;
-        let v = if self.mode == "unit" {
-            "not observable with --unit (systemd enforces them itself)".into()
-        } else if self.violations.is_empty() {
-            "none".into()
-        } else {
-            self.violations.len().to_string()
-        };
-        row(f, "violations", v)?;
-        if let Some(s) = self.stop.as_ref().filter(|s| s.already_dead) {
-            row(
-                f,
-                "stop",
-                format!(
-                    "not needed: the unit had already stopped ({} unused)",
-                    s.signal
-                ),
-            )?;
-        } else if let Some(s) = &self.stop {
-            let killed = if s.sigkilled.is_empty() {
-                String::new()
-            } else {
-                format!(", SIGKILLed {:?} after the stop timeout", s.sigkilled)
-            };
-            row(
-                f,
-                "stop",
-                format!("{} → all exited in {}{killed}", s.signal, ms(s.duration)),
-            )?;
-        }
-        if !self.reloads.is_empty() {
-            writeln!(f)?;
-            writeln!(
-                f,
-                "  {:>3}  {:>10}  {:<22}  {:>6}  result",
-                "#", "duration", "MainPID", "failed"
-            )?;
-            for r in &self.reloads {
-                let pids = match (r.old_main_pid, r.new_main_pid) {
-                    (Some(a), Some(b)) if a != b => format!("{a} -> {b}"),
-                    (Some(a), _) => format!("{a} (unchanged)"),
-                    (None, Some(b)) => format!("? -> {b}"),
-                    (None, None) => "?".into(),
-                };
-                let result = if r.ok {
-                    "ok".to_owned()
-                } else {
-                    r.error.clone().unwrap_or_else(|| "failed".into())
-                };
-                writeln!(
-                    f,
-                    "  {:>3}  {:>10}  {:<22}  {:>6}  {result}",
-                    r.index,
-                    ms(r.duration),
-                    pids,
-                    r.failed_requests
-                )?;
-            }
-        }
-        if !self.violations.is_empty() {
-            writeln!(f)?;
-            writeln!(f, "  protocol violations:")?;
-            for v in &self.violations {
-                write!(f, "  - [{}] {}", v.rule, v.description)?;
-                if !v.detail.is_empty() {
-                    write!(f, ": {}", v.detail)?;
-                }
-                writeln!(f)?;
-                match v.sender_pid {
-                    Some(pid) => writeln!(f, "      datagram from pid {pid}: {:?}", v.datagram)?,
-                    None => writeln!(f, "      (no datagram)")?,
-                }
-            }
-        }
-        let shown: Vec<_> = l.failures.iter().take(5).collect();
-        if !shown.is_empty() {
-            writeln!(f)?;
-            writeln!(f, "  first failed requests:")?;
-            for x in shown {
-                let when = match x.epoch {
-                    0 => "before reload 1".to_owned(),
-                    n => format!("in reload {n}"),
-                };
-                writeln!(
-                    f,
-                    "  - +{:.3}s {when} {}: {}",
-                    x.at.as_secs_f64(),
-                    x.kind,
-                    x.error
-                )?;
-            }
-        }
-        if !self.reasons.is_empty() {
-            writeln!(f)?;
-            writeln!(f, "  FAIL because:")?;
-            for r in &self.reasons {
-                writeln!(f, "  - {r}")?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Failure counts in a fixed order, for side-by-side tables.
-pub const KINDS: [FailureKind; 7] = [
-    FailureKind::Refused,
-    FailureKind::Reset,
-    FailureKind::Timeout,
-    FailureKind::EofMidRequest,
-    FailureKind::WrongAnswer,
-    FailureKind::Http5xx,
-    FailureKind::Other,
-];
+/// Failure kinds in a fixed order, for side-by-side tables.
+pub const KINDS: [FailureKind; FailureKind::ALL.len()] = FailureKind::ALL;
 
 #[cfg(test)]
 mod tests {

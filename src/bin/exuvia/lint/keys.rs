@@ -1,14 +1,15 @@
 //! Which keys and values a given systemd version understands. systemd ignores what it does not
-//! know with a warning and `verify` still exits 0 (units.md §2.5), so an unknown key is a silent
-//! misconfiguration — e.g. `Type=notify-reload` on 252 quietly becomes `Type=simple`.
+//! know with a warning and `verify` still exits 0 (docs/units.md, "The analyzer"), so an
+//! unknown key is a silent misconfiguration — e.g. `Type=notify-reload` on 252 quietly becomes
+//! `Type=simple`.
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
 const KEYS_252: &str = include_str!("keys-252.txt");
 const KEYS_257: &str = include_str!("keys-257.txt");
 
-/// Keys newer than 252 with the version that added them (units.md §2.5, landscape.md §2.7,
-/// systemd NEWS); used for targets between the two lists and beyond 257.
+/// Keys newer than 252 with the version that added them (docs/units.md, "What older systemd
+/// does not understand"; systemd NEWS); used for targets between the two lists and beyond 257.
 const KEY_SINCE: &[(&str, u32)] = &[
     ("ReloadSignal", 253),
     ("OpenFile", 253),

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+pub mod client;
+pub mod deadlines;
 pub mod keys;
 pub mod parse;
 pub mod rules;

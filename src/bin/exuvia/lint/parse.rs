@@ -1,7 +1,8 @@
 //! A small reader for unit-file syntax (systemd.syntax(7)): sections, `Key=Value` entries,
 //! `#`/`;` comments, backslash continuation lines (comment lines inside a continuation are
 //! skipped, as systemd does) and repeated keys kept in order. No maintained Rust crate does
-//! this (units.md §1.6); semantics beyond syntax are left to `systemd-analyze`.
+//! this (the INI crates neither continue lines nor keep repeated keys); semantics beyond syntax
+//! are left to `systemd-analyze`.
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {

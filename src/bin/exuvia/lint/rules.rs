@@ -1,10 +1,11 @@
-//! The pitfalls of units for services that upgrade by fork+exec (units.md §2.2, §3), each with
-//! the fix. Findings a unit deliberately accepts are silenced by `# exuvia-lint: allow RULE` on
-//! the line directly above the directive.
+//! The pitfalls of units for services that upgrade by fork+exec (docs/units.md, "What `exuvia
+//! lint` checks"), each with the fix. Findings a unit deliberately accepts are silenced by
+//! `# exuvia-lint: allow RULE` on the line directly above the directive.
 use std::path::Path;
 
 use super::keys::{KeyStatus, key_status, value_needs};
 use super::parse::{Entry, UnitText};
+use super::{client, deadlines};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
@@ -14,7 +15,7 @@ pub struct Finding {
     pub fix: String,
 }
 
-fn finding(
+pub fn finding(
     line: usize,
     rule: &'static str,
     message: impl Into<String>,
@@ -65,6 +66,8 @@ pub fn check(path: &Path, unit: &UnitText, target: u32) -> Vec<Finding> {
         .collect();
     known_keys(path, unit, target, &mut out);
     reload_model(unit, &mut out);
+    client::check(unit, &mut out);
+    deadlines::check(unit, &mut out);
     sandbox(unit, &mut out);
     out.retain(|f| {
         !unit
@@ -163,9 +166,9 @@ fn reload_model(unit: &UnitText, out: &mut Vec<Finding>) {
             continue;
         }
         if ty == Some("notify-reload") {
-            out.push(finding(e.line, "exec-reload-kill", "ExecReload= sends SIGHUP although Type=notify-reload already sends ReloadSignal=: systemd 253-261 run both, starting two upgrades", "remove ExecReload= (or replace it by a synchronous client such as `exuvia reload --wait`)"));
+            out.push(finding(e.line, "exec-reload-kill", "ExecReload= sends SIGHUP although Type=notify-reload already sends ReloadSignal=: systemd 253-261 run both, starting two upgrades", "replace it by the synchronous client exuvia unit writes (ExecReload=@/usr/bin/APP exuvia-reload --wait --control /run/APP/control.sock, or `exuvia reload --wait`), or remove ExecReload="));
         } else {
-            out.push(finding(e.line, "exec-reload-kill", "ExecReload=kill -HUP returns at once: systemctl reload reports success before the upgrade ran, and a failed upgrade stays invisible", "use Type=notify-reload with ReloadSignal=SIGHUP (systemd >= 253) or a synchronous reload client (exuvia unit --reload-client)"));
+            out.push(finding(e.line, "exec-reload-kill", "ExecReload=kill -HUP returns at once: systemctl reload reports success before the upgrade ran, and a failed upgrade stays invisible", "use a synchronous reload client (ExecReload=@/usr/bin/APP exuvia-reload --wait --control /run/APP/control.sock, as exuvia unit writes it), or Type=notify-reload with ReloadSignal=SIGHUP (systemd >= 253)"));
         }
     }
     if let Some(e) = unit.last("Service", "PIDFile") {

@@ -1,9 +1,10 @@
 //! The sandbox of each profile. Every directive here was checked against the fork+exec upgrade
-//! (units.md §2.1/§2.2): the old and the new generation share the unit's namespaces, seccomp
-//! filter and capability sets, so nothing may pin or hide the binary, start a PID namespace
-//! (PrivatePIDs=), or pair PrivateUsers= with ambient capabilities.
-use super::model::SectionBuilder;
-use super::spec::{Profile, Spec, Transport};
+//! (docs/units.md, "Hardening that survives the upgrade"): the old and the new generation share
+//! the unit's namespaces, seccomp filter and capability sets, so nothing may pin or hide the
+//! binary, start a PID namespace (PrivatePIDs=), or pair PrivateUsers= with ambient capabilities.
+use super::listener::Transport;
+use super::section::SectionBuilder;
+use super::spec::{Profile, Spec};
 
 pub fn apply(spec: &Spec, s: &mut SectionBuilder) {
     capabilities(spec, s);
@@ -122,9 +123,9 @@ pub fn apply(spec: &Spec, s: &mut SectionBuilder) {
         Profile::Compat => {
             let mut any = false;
             for l in &spec.listeners {
-                let (proto, port) = match (l.transport, &l.address) {
-                    (Transport::Tcp, super::spec::Address::Inet { port, .. }) => ("tcp", port),
-                    (Transport::Udp, super::spec::Address::Inet { port, .. }) => ("udp", port),
+                let (proto, port) = match (l.transport, l.address.port()) {
+                    (Transport::Tcp, Some(port)) => ("tcp", port),
+                    (Transport::Udp, Some(port)) => ("udp", port),
                     _ => continue,
                 };
                 any = true;

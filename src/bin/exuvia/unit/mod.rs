@@ -1,19 +1,30 @@
 //! `exuvia unit`: generates the `.service` and `.socket` units (or a NixOS module) for a service
 //! that upgrades itself by fork+exec under `Type=notify-reload`, hardened and version-aware.
-//! Hand-written units for this model get the details wrong (units.md §0), so users should not
+//! Hand-written units for this model get the details wrong (docs/units.md), so users should not
 //! have to write one.
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::ValueEnum;
 
+pub mod deadlines;
+pub mod error;
 pub mod hardening;
+pub mod input;
+pub mod lifecycle;
+pub mod listener;
 pub mod model;
+pub mod names;
 pub mod render;
+pub mod section;
 pub mod spec;
+pub mod timespan;
 pub mod write;
 
-use spec::{DurationInput, Listener, Spec, SpecError, SpecInput};
+use error::SpecError;
+use input::{DurationInput, SpecInput};
+use listener::Listener;
+use spec::Spec;
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 pub enum Format {
@@ -65,10 +76,13 @@ pub struct UnitOptions {
     /// RuntimeDirectory= (repeatable).
     #[arg(long = "runtime-dir", value_name = "NAME")]
     pub runtime_dir: Vec<String>,
-    /// Drain deadline of one generation (e.g. 30s); TimeoutStopSec= adds a margin.
+    /// Hard drain deadline of one generation (default 30s; EXUVIA_DRAIN_HARD); TimeoutStopSec= adds a margin.
     #[arg(long, value_name = "TIME")]
     pub drain: Option<String>,
-    /// Start-up time of one generation (e.g. 10s); TimeoutStartSec= adds the handover margin.
+    /// Soft drain deadline: connections are asked to finish (default 0s; EXUVIA_DRAIN_SOFT).
+    #[arg(long, value_name = "TIME")]
+    pub drain_soft: Option<String>,
+    /// Readiness deadline of a new generation (default 60s; EXUVIA_READY_TIMEOUT); TimeoutStartSec= adds the handover margin.
     #[arg(long, value_name = "TIME")]
     pub startup: Option<String>,
     /// Oldest systemd version the unit must work on (252 = Debian 12/RHEL 9 fallback).
@@ -77,9 +91,13 @@ pub struct UnitOptions {
     /// Hardening profile: strict (default), isolated, compat (alias self-bind).
     #[arg(long)]
     pub profile: Option<String>,
-    /// Path of the exuvia binary: ExecReload= runs `exuvia reload --wait` for a synchronous result.
-    #[arg(long, value_name = "PATH")]
+    /// Who answers systemctl reload: self (default; the service binary as `exuvia-reload`),
+    /// the path of the exuvia CLI (`exuvia reload --wait`), or none (the reload signal only).
+    #[arg(long, value_name = "self|PATH|none")]
     pub reload_client: Option<String>,
+    /// ExecReloadPost= command, words separated by spaces (repeatable; systemd >= 259).
+    #[arg(long = "reload-post", value_name = "COMMAND")]
+    pub reload_post: Vec<String>,
     /// Flag that passes the control-socket path to the service (default --control).
     #[arg(long, value_name = "FLAG", allow_hyphen_values = true)]
     pub control_arg: Option<String>,
@@ -157,8 +175,15 @@ pub fn spec_from_args(args: &UnitOptions) -> Result<Spec, SpecError> {
     if let Some(d) = &args.drain {
         input.drain = Some(DurationInput::Text(d.clone()));
     }
+    if let Some(d) = &args.drain_soft {
+        input.drain_soft = Some(DurationInput::Text(d.clone()));
+    }
     if let Some(d) = &args.startup {
         input.startup = Some(DurationInput::Text(d.clone()));
+    }
+    if !args.reload_post.is_empty() {
+        let words = |c: &String| c.split_whitespace().map(String::from).collect();
+        input.reload_post = Some(args.reload_post.iter().map(words).collect());
     }
     if !args.args.is_empty() {
         input.args = Some(args.args.clone());
@@ -190,14 +215,20 @@ pub fn spec_from_args(args: &UnitOptions) -> Result<Spec, SpecError> {
     Spec::validate(input, listeners)
 }
 
+/// Why no files were rendered: a spec error (exit 2) or a template failure (exit 1).
+pub enum RenderError {
+    Spec(SpecError),
+    Template(String),
+}
+
 /// Rendered files (name, text) for the spec.
 pub fn render_files(
     spec: &Spec,
     format: Format,
     explain: bool,
-) -> Result<Vec<(String, String)>, String> {
-    let units = model::build(spec);
-    let err = |e: askama::Error| format!("template error: {e}");
+) -> Result<Vec<(String, String)>, RenderError> {
+    let units = model::build(spec).map_err(RenderError::Spec)?;
+    let err = |e: askama::Error| RenderError::Template(format!("template error: {e}"));
     match format {
         Format::Unit => units
             .iter()
@@ -226,7 +257,11 @@ pub fn run(args: UnitArgs) -> ExitCode {
     };
     let files = match render_files(&spec, args.format, args.explain) {
         Ok(f) => f,
-        Err(e) => {
+        Err(RenderError::Spec(e)) => {
+            eprintln!("exuvia unit: {e}");
+            return ExitCode::from(2);
+        }
+        Err(RenderError::Template(e)) => {
             eprintln!("exuvia unit: {e}");
             return ExitCode::FAILURE;
         }

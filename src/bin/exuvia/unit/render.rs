@@ -2,7 +2,7 @@
 //! files, or one NixOS module snippet holding all units.
 use askama::Template;
 
-use super::model::{Directive, UnitFile, UnitKind};
+use super::section::{Directive, UnitFile, UnitKind};
 use super::spec::Spec;
 
 #[derive(Template)]
@@ -102,6 +102,7 @@ fn nix_unit(unit: &UnitFile) -> NixUnit {
                 ("Install", "WantedBy") => Some("wantedBy"),
                 ("Socket", "ListenStream") => Some("listenStreams"),
                 ("Socket", "ListenDatagram") => Some("listenDatagrams"),
+                ("Service", "Environment") => Some("environment"),
                 _ => None,
             };
             let why = format!("{} [{}]", ds[0].why, ds[0].since_text());
@@ -118,6 +119,11 @@ fn nix_unit(unit: &UnitFile) -> NixUnit {
                 Some(name @ "description") => top.push(NixAttr {
                     name: name.into(),
                     value: nix_string(&ds[0].value),
+                    why,
+                }),
+                Some(name @ "environment") => top.push(NixAttr {
+                    name: name.into(),
+                    value: nix_environment(&ds),
                     why,
                 }),
                 Some(name) => top.push(NixAttr {
@@ -162,6 +168,18 @@ fn nix_unit(unit: &UnitFile) -> NixUnit {
         top,
         sets,
     }
+}
+
+/// `Environment=` lines as NixOS's `environment` attribute set (NixOS writes each back as
+/// `Environment="K=V"`). The generator only writes plain `K=V` words there.
+fn nix_environment(ds: &[&Directive]) -> String {
+    let pairs: Vec<String> = ds
+        .iter()
+        .flat_map(|d| d.value.split_whitespace())
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| format!("{k} = {};", nix_string(v)))
+        .collect();
+    format!("{{ {} }}", pairs.join(" "))
 }
 
 /// Repeated keys become one Nix list, in the order the keys first appear.

@@ -1,5 +1,7 @@
 //! Runs the load client against tiny in-test servers (std threads, loopback only) whose
-//! misbehaviour is known, and checks each misbehaviour is reported as the right kind.
+//! misbehaviour is known, and checks each misbehaviour is reported as the right kind;
+//! HTTP/2 (`h2.rs`) and WebSocket (`ws.rs`) servers are real hyper, h2 and tungstenite
+//! servers.
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -10,6 +12,9 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::*;
+
+mod h2;
+mod ws;
 
 #[derive(Clone, Copy)]
 enum Behave {
@@ -274,25 +279,66 @@ fn http_503_is_a_failure() {
 }
 
 #[test]
-fn http_framing_and_connection_close_are_handled() {
+fn http_framing_and_connection_close_are_orderly() {
     let s = Server::start(Behave::HttpMixed);
     let r = start(cfg(s.target(), Mode::Http, 300))
         .expect("start")
         .wait();
     assert_eq!(r.failed, 0, "{r}");
-    assert!(r.ok > 10, "{r}");
+    // Every third answer says `Connection: close`: the server ended those the orderly way.
+    assert!(r.orderly_closes > 0 && r.orderly_closes * 4 >= r.ok, "{r}");
+    assert_eq!(r.retried, 0, "{r}");
+    assert!(r.is_clean(), "{r}");
 }
 
 #[test]
-fn http_idle_close_race_is_retried_not_failed() {
+fn http_keep_alive_closed_under_a_request_is_a_failure() {
+    // The server answers one request per connection, then closes it without saying so: the
+    // client's next request on that connection is lost, as `wrk` would see it.
     let s = Server::start(Behave::HttpOneShot);
     let r = start(cfg(s.target(), Mode::Http, 200))
         .expect("start")
         .wait();
+    assert!(r.ok > 5, "{r}");
+    assert!(r.count(FailureKind::KeepAliveClosed) > 0, "{r}");
+    only_kinds(&r, &[FailureKind::KeepAliveClosed]);
+    assert_eq!(r.retried, 0, "retrying is opt-in:\n{r}");
+    assert!(!r.is_clean());
+    assert!(
+        r.failures[0]
+            .error
+            .contains("reused keep-alive connection under the request"),
+        "{r}"
+    );
+    assert!(r.to_string().contains("keep-alive-closed"), "{r}");
+}
+
+#[test]
+fn http_keep_alive_retry_is_opt_in_counted_and_not_clean_unless_accepted() {
+    let s = Server::start(Behave::HttpOneShot);
+    let mut c = cfg(s.target(), Mode::Http, 200);
+    c.retry_idempotent = true;
+    let r = start(c).expect("start").wait();
     assert_eq!(r.failed, 0, "{r}");
     assert!(r.ok > 5, "{r}");
     // Every request after the first on a connection finds it closed and is retried once.
-    assert!(r.http_retries > 0, "{r}");
+    assert!(r.retried > 0, "{r}");
+    assert_eq!(r.retries(RetryReason::KeepAliveClosed), r.retried, "{r}");
+    assert!(r.retry_idempotent && !r.accept_retries);
+    assert!(!r.is_clean(), "unaccepted retries:\n{r}");
+    let text = r.to_string();
+    assert!(
+        text.contains("RETRIED") && text.contains("NOT accepted"),
+        "{text}"
+    );
+
+    let mut c = cfg(s.target(), Mode::Http, 200);
+    c.retry_idempotent = true;
+    c.accept_retries = true;
+    let r = start(c).expect("start").wait();
+    assert!(r.retried > 0 && r.failed == 0, "{r}");
+    assert!(r.is_clean(), "{r}");
+    assert!(r.to_string().contains("(accepted)"), "{r}");
 }
 
 #[test]
@@ -397,8 +443,11 @@ fn parsing_and_validation() {
         let e = bad.parse::<Target>().expect_err(bad);
         assert!(e.to_string().contains("tcp:IP:PORT"), "{e}");
     }
-    assert_eq!("long".parse::<Mode>().expect("mode"), Mode::Long);
-    assert!("fast".parse::<Mode>().is_err());
+    for m in [Mode::Echo, Mode::Long, Mode::Http, Mode::H2, Mode::Ws] {
+        assert_eq!(m.to_string().parse::<Mode>().expect("mode"), m);
+    }
+    let e = "fast".parse::<Mode>().expect_err("fast");
+    assert!(e.to_string().contains("h2 or ws"), "{e}");
 
     let t: Target = "tcp:127.0.0.1:1".parse().expect("tcp");
     let mut c = LoadConfig::new(t.clone());
@@ -407,7 +456,12 @@ fn parsing_and_validation() {
     let mut c = LoadConfig::new(t.clone());
     c.connections = 0;
     assert!(matches!(start(c), Err(LoadError::InvalidConfig(_))));
-    let mut c = LoadConfig::new(t);
+    let mut c = LoadConfig::new(t.clone());
     c.http_path = "no-slash".into();
     assert!(matches!(start(c), Err(LoadError::InvalidConfig(_))));
+    for streams in [0, MAX_STREAMS + 1] {
+        let mut c = LoadConfig::new(t.clone());
+        c.streams = streams;
+        assert!(matches!(start(c), Err(LoadError::InvalidConfig(_))));
+    }
 }
