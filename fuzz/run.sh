@@ -20,7 +20,7 @@ while [[ $# -gt 0 ]]; do
     *) break ;;
   esac
 done
-all=(manifest channel_message activation control_request control_answer timespan reload_args
+all=(manifest channel_message handoff activation control_request control_answer timespan reload_args
   notify http_response lint unit_render)
 if [[ $# -gt 0 ]]; then targets=("$@"); else targets=("${all[@]}"); fi
 

@@ -8,7 +8,8 @@ use std::sync::{Mutex, OnceLock};
 
 use clap::Parser;
 
-use crate::unit::spec::{Spec, SpecError};
+use crate::unit::error::SpecError;
+use crate::unit::spec::Spec;
 use crate::unit::{UnitArgs, UnitOptions, spec_from_args};
 
 /// The marker line between the TOML file and the flags.

@@ -12,16 +12,18 @@
 //! - Nix reads the module as the same directives, with no interpolation.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::{Component, Path};
 
 use crate::input;
 use crate::lint;
 use crate::nix;
 use crate::systemd_ini;
-use crate::unit::model::{self, UnitFile, UnitKind};
-use crate::unit::spec::{Address, Spec, Transport};
-use crate::unit::{Format, render_files};
+use crate::unit::listener::{Address, Transport};
+use crate::unit::model;
+use crate::unit::section::{UnitFile, UnitKind};
+use crate::unit::spec::{ReloadClient, Spec};
+use crate::unit::{Format, RenderError, render_files};
 use crate::unit_values::{self, Asked};
 
 const WHITESPACE: &[char] = &[' ', '\t', '\n', '\r'];
@@ -35,9 +37,15 @@ pub fn check(data: &[u8]) {
     let Some(Ok(spec)) = input::spec(toml, &flags) else {
         return;
     };
-    let units = model::build(&spec);
-    let files = render_files(&spec, Format::Unit, EXPLAIN)
-        .unwrap_or_else(|e| panic!("an accepted spec does not render: {e}"));
+    // The model refuses values no unit line can carry (a spec error, exit 2, nothing written).
+    let Ok(units) = model::build(&spec) else {
+        assert!(matches!(
+            render_files(&spec, Format::Unit, EXPLAIN),
+            Err(RenderError::Spec(_))
+        ));
+        return;
+    };
+    let files = rendered(&spec, Format::Unit);
     assert_eq!(files.len(), units.len());
     for ((name, text), unit) in files.iter().zip(&units) {
         plain_file_name(name);
@@ -46,14 +54,21 @@ pub fn check(data: &[u8]) {
         unit_file(text, unit, &spec);
     }
     distinct_addresses(&spec);
-    let nixos = render_files(&spec, Format::Nixos, EXPLAIN)
-        .unwrap_or_else(|e| panic!("an accepted spec does not render as NixOS: {e}"));
+    let nixos = rendered(&spec, Format::Nixos);
     let [(name, text)] = nixos.as_slice() else {
         panic!("{} NixOS files", nixos.len());
     };
     plain_file_name(name);
     assert!(name.ends_with(".nix"), "{name}");
     nix_module(text, &units);
+}
+
+fn rendered(spec: &Spec, format: Format) -> Vec<(String, String)> {
+    match render_files(spec, format, EXPLAIN) {
+        Ok(files) => files,
+        Err(RenderError::Spec(e)) => panic!("the model took the spec, {format:?} refuses it: {e}"),
+        Err(RenderError::Template(e)) => panic!("{format:?} does not render: {e}"),
+    }
 }
 
 /// One normal path component: joined to `--out`, it names a file directly inside it.
@@ -73,14 +88,19 @@ fn plain_file_name(name: &str) {
 }
 
 fn asked(spec: &Spec) -> Asked<'_> {
+    let d = &spec.deadlines;
     Asked {
         exec: &spec.exec,
         args: &spec.args,
-        reload_client: spec.reload_client.as_deref(),
-        startup_ms: spec.startup_ms,
-        drain_ms: spec.drain_ms,
+        reload_client: match &spec.reload {
+            ReloadClient::Cli(path) => Some(path),
+            ReloadClient::SelfBinary | ReloadClient::Signal => None,
+        },
+        reload_post: &spec.reload_post,
+        startup_ms: d.ready_ms,
+        drain_ms: d.drain_hard_ms.max(d.drain_soft_ms),
         tasks: spec.tasks,
-        memory: spec.memory.as_deref(),
+        memory: spec.memory.map(|m| format!("{}{}", m.value, m.suffix)),
     }
 }
 
@@ -157,28 +177,23 @@ enum Bound {
 }
 
 fn bound(transport: Transport, address: &Address) -> Bound {
+    let inet = |ip: Option<IpAddr>, port: u16| Bound::Inet {
+        udp: transport == Transport::Udp,
+        // 0.0.0.0 and [::] overlap the dual-stack wildcard a bare port binds.
+        ip: ip.filter(|ip| !ip.is_unspecified()),
+        port,
+    };
     match address {
-        Address::Unix(p) if p.starts_with('@') => Bound::Abstract(p.clone()),
-        Address::Unix(p) => {
+        Address::Abstract(p) => Bound::Abstract(p.clone()),
+        Address::Path(p) => {
             let parts: Vec<&str> = p
                 .split('/')
                 .filter(|c| !c.is_empty() && *c != ".")
                 .collect();
             Bound::Path(format!("/{}", parts.join("/")))
         }
-        Address::Inet { text, port, .. } => {
-            // A bare port is the dual-stack wildcard; 0.0.0.0 and [::] overlap it.
-            let ip = text
-                .parse::<SocketAddr>()
-                .ok()
-                .map(|a| a.ip())
-                .filter(|ip| !ip.is_unspecified());
-            Bound::Inet {
-                udp: transport == Transport::Udp,
-                ip,
-                port: *port,
-            }
-        }
+        Address::Port(port) => inet(None, *port),
+        Address::Ip(a) => inet(Some(a.ip()), a.port()),
     }
 }
 
@@ -227,6 +242,21 @@ fn nix_module(text: &str, units: &[UnitFile]) {
         let mut want: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for s in &u.sections {
             for d in &s.directives {
+                if (s.name, d.key) == ("Service", "Environment") {
+                    // NixOS's `environment` set: one attribute per assignment.
+                    assert!(
+                        !d.value.contains(['"', '\'', '\\']),
+                        "Environment={}",
+                        d.value
+                    );
+                    for kv in d.value.split_ascii_whitespace() {
+                        let (k, v) = kv.split_once('=').expect("Environment= holds K=V words");
+                        want.entry(format!("environment.{k}"))
+                            .or_default()
+                            .push(v.to_string());
+                    }
+                    continue;
+                }
                 let attr = match (s.name, d.key) {
                     ("Unit", "Description") => "description".to_string(),
                     ("Unit", "After") => "after".to_string(),

@@ -150,11 +150,17 @@ pub fn size_bytes(text: &str) -> Option<u128> {
 pub struct Asked<'a> {
     pub exec: &'a str,
     pub args: &'a [String],
+    /// The `exuvia` CLI as reload client, if that is the client.
     pub reload_client: Option<&'a str>,
+    /// `ExecReloadPost=` commands.
+    pub reload_post: &'a [Vec<String>],
+    /// The readiness deadline.
     pub startup_ms: u64,
+    /// The later of the drain deadlines.
     pub drain_ms: u64,
     pub tasks: u32,
-    pub memory: Option<&'a str>,
+    /// Memory of one generation as given (`256M`).
+    pub memory: Option<String>,
 }
 
 /// Checks one rendered directive.
@@ -198,7 +204,7 @@ pub fn check(key: &str, value: &str, asked: &Asked<'_>) {
         "MemoryHigh" => {
             let got =
                 size_bytes(value).unwrap_or_else(|| fail(key, value, "not a size systemd parses"));
-            let want = asked.memory.and_then(size_bytes);
+            let want = asked.memory.as_deref().and_then(size_bytes);
             match want {
                 Some(w) if got >= w => {}
                 _ => fail(
@@ -226,7 +232,7 @@ pub fn check(key: &str, value: &str, asked: &Asked<'_>) {
         "StateDirectory" | "RuntimeDirectory" => ok(relative_components(&resolved)),
         "EnvironmentFile" => ok(absolute_path(
             resolved.strip_prefix('-').unwrap_or(&resolved),
-            false,
+            PathRule::NoTraversal,
         )),
         "User" | "Group"
             if resolved.is_empty()
@@ -267,26 +273,33 @@ fn exec(key: &str, value: &str, asked: &Asked<'_>) {
     }
     // With `@`, the second word is argv[0] and the arguments follow it.
     let args = &cmd.words[if cmd.prefixes.contains('@') { 2 } else { 1 }.min(cmd.words.len())..];
-    if key == "ExecStart" {
-        if cmd.words[0] != asked.exec || !args.starts_with(asked.args) {
+    match key {
+        "ExecStart" if cmd.words[0] != asked.exec || !args.starts_with(asked.args) => fail(
+            key,
+            value,
+            format!(
+                "runs {:?}, not {:?} {:?}",
+                cmd.words, asked.exec, asked.args
+            ),
+        ),
+        "ExecReloadPost" if !asked.reload_post.iter().any(|c| *c == cmd.words) => fail(
+            key,
+            value,
+            format!("runs {:?}, none of {:?}", cmd.words, asked.reload_post),
+        ),
+        "ExecReload"
+            if Some(cmd.words[0].as_str()) != asked.reload_client && cmd.words[0] != asked.exec =>
+        {
             fail(
                 key,
                 value,
                 format!(
-                    "runs {:?}, not {:?} {:?}",
-                    cmd.words, asked.exec, asked.args
+                    "runs {:?}, neither the service nor its reload client",
+                    cmd.words[0]
                 ),
-            );
+            )
         }
-    } else if Some(cmd.words[0].as_str()) != asked.reload_client && cmd.words[0] != asked.exec {
-        fail(
-            key,
-            value,
-            format!(
-                "runs {:?}, neither the service nor its reload client",
-                cmd.words[0]
-            ),
-        );
+        _ => {}
     }
 }
 
