@@ -113,9 +113,20 @@ fn bind_ipv6_only_is_a_known_socket_key() {
 #[test]
 #[ignore = "open: lint/parse.rs trims all Unicode whitespace; systemd only space, tab, CR, LF"]
 fn a_key_behind_a_no_break_space_is_the_unknown_key_systemd_sees() {
-    let rules = lint_rules("nbsp.service", "[Service]\n\u{a0}KillMode=process\n".as_bytes());
+    let rules = lint_rules(
+        "nbsp.service",
+        "[Service]\n\u{a0}KillMode=process\n".as_bytes(),
+    );
     assert!(
         rules.iter().any(|r| r == "unknown-key") && !rules.iter().any(|r| r == "kill-mode"),
         "{rules:?}"
     );
+}
+
+// --- the simulator's notify reader (fuzz target notify) ---
+
+#[test]
+#[ignore = "open: sim/proto.rs splits a datagram only at \\n; systemd also at \\r"]
+fn a_notify_field_ends_at_a_carriage_return() {
+    exuvia_testing::fuzzing::notify(b"READY=1\r\nSTATUS=ok\r\n");
 }

@@ -22,7 +22,8 @@ pub struct UnitCli {
     pub unit: UnitArgs,
 }
 
-/// One file for every run, rewritten each time: `spec_from_args` reads `--config` by path.
+/// One file for every run, rewritten each time: `spec_from_args` reads `--config` by path. It
+/// is unlinked at once and read through `/proc/self/fd`, so nothing is left behind.
 fn config_file() -> &'static Mutex<(std::fs::File, String)> {
     static F: OnceLock<Mutex<(std::fs::File, String)>> = OnceLock::new();
     F.get_or_init(|| {
@@ -31,13 +32,11 @@ fn config_file() -> &'static Mutex<(std::fs::File, String)> {
             true => std::path::PathBuf::from("/dev/shm"),
             false => std::env::temp_dir(),
         };
-        let path = format!(
-            "{}/exuvia-fuzz-unit-{}.toml",
-            dir.display(),
-            std::process::id()
-        );
+        let path = dir.join(format!("exuvia-fuzz-unit-{}.toml", std::process::id()));
         let f = std::fs::File::create(&path).expect("create the fuzz config file");
-        Mutex::new((f, path))
+        std::fs::remove_file(&path).expect("unlink the fuzz config file");
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
+        Mutex::new((f, format!("/proc/self/fd/{fd}")))
     })
 }
 

@@ -66,3 +66,9 @@ pub fn lint_unicode_whitespace(text: &str) -> bool {
     text.chars()
         .any(|c| c.is_whitespace() && !matches!(c, ' ' | '\t' | '\n' | '\r'))
 }
+
+/// crates/exuvia-testing/src/sim/proto.rs: systemd splits a notify datagram into fields at
+/// `\n` *and* `\r`; the simulator only at `\n`, so `READY=1\r\n` is not READY=1 to it.
+pub fn notify_carriage_return(data: &[u8]) -> bool {
+    data.contains(&b'\r')
+}

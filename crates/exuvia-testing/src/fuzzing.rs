@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use crate::load::{FailureKind, Target};
 
 /// The simulator's reading of a notify datagram: never panics; a datagram is dropped whole
-/// exactly when systemd drops it (embedded NUL, not UTF-8); otherwise every non-empty line is
-/// either one `KEY=value` pair (split at the first `=`) or kept as a bad line, in order, and the
+/// exactly when systemd drops it (embedded NUL, not UTF-8); otherwise it is split into fields
+/// where systemd splits it (at `\n` and at `\r`, empty fields skipped), and every field is
+/// either one `KEY=value` pair (split at the first `=`) or kept as a bad line, in order; the
 /// lookups answer like systemd's (first occurrence wins; a flag is set only by `KEY=1`).
 pub fn notify(data: &[u8]) {
     let parsed = crate::sim::parse_notify(data);
@@ -25,12 +26,12 @@ pub fn notify(data: &[u8]) {
     };
     let fields = parsed.expect("a NUL-free UTF-8 datagram is accepted");
     let (mut pairs, mut bad) = (fields.pairs.iter(), fields.bad_lines.iter());
-    for line in text.split('\n').filter(|l| !l.is_empty()) {
+    for line in text.split(['\n', '\r']).filter(|l| !l.is_empty()) {
         match line.split_once('=') {
             Some((k, v)) => {
                 let (pk, pv) = pairs.next().expect("one pair per KEY=value line");
                 assert_eq!((pk.as_str(), pv.as_str()), (k, v));
-                assert!(!pk.contains(['=', '\n']) && !pv.contains('\n'));
+                assert!(!pk.contains(['=', '\n', '\r']) && !pv.contains(['\n', '\r']));
             }
             None => assert_eq!(bad.next().map(String::as_str), Some(line)),
         }
@@ -62,18 +63,18 @@ pub fn notify(data: &[u8]) {
 /// nothing reads while it is written.
 pub const MAX_HTTP_INPUT: usize = 64 * 1024;
 
-/// One listener for every run, so a run costs a connect, not a bind.
+/// One listener for every run, so a run costs a connect, not a bind; abstract, so nothing is
+/// left in the file system when the fuzzer exits.
 fn http_listener() -> &'static (UnixListener, Target) {
+    use std::os::linux::net::SocketAddrExt;
     static L: OnceLock<(UnixListener, Target)> = OnceLock::new();
     L.get_or_init(|| {
-        let path = PathBuf::from(format!(
-            "{}/exuvia-fuzz-http-{}.sock",
-            std::env::temp_dir().display(),
-            std::process::id()
-        ));
-        let _ = std::fs::remove_file(&path);
-        let l = UnixListener::bind(&path).expect("bind the fuzz target's listener");
-        (l, Target::Unix(path))
+        let name = format!("exuvia-fuzz-http-{}", std::process::id());
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(&name)
+            .expect("an abstract socket name");
+        let l = UnixListener::bind_addr(&addr).expect("bind the fuzz target's listener");
+        // A path starting with NUL names an abstract socket (what the load client connects to).
+        (l, Target::Unix(PathBuf::from(format!("\0{name}"))))
     })
 }
 
