@@ -8,9 +8,14 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+/// How systemd reads a unit file (the fuzz target's independent reader).
+#[allow(dead_code)]
+#[path = "../fuzz/src/systemd_ini.rs"]
+mod systemd_ini;
+
 const EXUVIA: &str = env!("CARGO_BIN_EXE_exuvia");
 
-/// A file in a fresh directory under the system's temp dir, removed with it.
+/// A file in a fresh directory of its own under the system's temp dir, removed with it.
 struct TempFile {
     dir: PathBuf,
     path: PathBuf,
@@ -18,10 +23,10 @@ struct TempFile {
 
 impl TempFile {
     fn new(name: &str, content: &[u8]) -> TempFile {
-        let dir = std::env::temp_dir().join(format!(
-            "exuvia-fuzz-regression-{}-{name}",
-            std::process::id()
-        ));
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("exuvia-fuzz-regression-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create temp dir");
         let path = dir.join(name);
         std::fs::write(&path, content).expect("write temp file");
@@ -129,4 +134,85 @@ fn a_key_behind_a_no_break_space_is_the_unknown_key_systemd_sees() {
 #[ignore = "open: sim/proto.rs splits a datagram only at \\n; systemd also at \\r"]
 fn a_notify_field_ends_at_a_carriage_return() {
     exuvia_testing::fuzzing::notify(b"READY=1\r\nSTATUS=ok\r\n");
+}
+
+// --- exuvia unit (fuzz target unit_render, structured inputs, on the code before the units
+// branch was merged: these three were found there on its own within 1.6 M runs) ---
+
+/// `exuvia unit --config` on this spec and flags: `None` when it refuses the spec (exit 2),
+/// else every file it wrote as systemd reads it.
+fn unit(spec: &str, flags: &[&str]) -> Option<Vec<Vec<systemd_ini::Section>>> {
+    let f = TempFile::new("spec.toml", spec.as_bytes());
+    let out = f.dir.join("out");
+    let o = Command::new(EXUVIA)
+        .args(["unit", "--config"])
+        .arg(&f.path)
+        .arg("--out")
+        .arg(&out)
+        .args(flags)
+        .output()
+        .expect("run exuvia unit");
+    if o.status.code() == Some(2) {
+        return None;
+    }
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(&out).expect("the output directory") {
+        let text = std::fs::read_to_string(entry.expect("a file").path()).expect("UTF-8 unit");
+        let read = systemd_ini::parse(&text).expect("systemd loads the unit");
+        assert!(read.ignored.is_empty(), "{:?}", read.ignored);
+        files.push(read.sections);
+    }
+    Some(files)
+}
+
+fn values<'a>(files: &'a [Vec<systemd_ini::Section>], key: &str) -> Vec<&'a str> {
+    files
+        .iter()
+        .flatten()
+        .flat_map(|s| &s.entries)
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
+#[test]
+fn a_trailing_backslash_cannot_join_the_next_directive() {
+    let spec = "name = \"myapp\"\nexec = \"/usr/bin/myapp\"\nruntime_directories = ['\\app\\', \"éapp\"]\n";
+    if let Some(files) = unit(spec, &[]) {
+        assert_eq!(values(&files, "RuntimeDirectory"), ["\\app\\", "éapp"]);
+    }
+}
+
+#[test]
+fn the_root_directory_is_not_an_executable() {
+    let spec = "name = \"x.y\"\nexec = \"/\"\n";
+    if let Some(files) = unit(spec, &[]) {
+        let exec = values(&files, "ExecStart");
+        assert!(
+            exec.iter()
+                .all(|e| !e.split(' ').next().unwrap_or("/").ends_with('/')),
+            "{exec:?}"
+        );
+    }
+}
+
+#[test]
+fn memory_high_stays_within_64_bits() {
+    let spec = "name = \"myapp\"\nexec = \"/usr/bin/myapp\"\n";
+    if let Some(files) = unit(spec, &["--memory", "18446744073709551M"]) {
+        for v in values(&files, "MemoryHigh") {
+            let (n, suffix) = v.split_at(v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len()));
+            let shift = match suffix {
+                "" => 0,
+                "K" => 10,
+                "M" => 20,
+                "G" => 30,
+                "T" => 40,
+                _ => 64,
+            };
+            let bytes = n.parse::<u128>().expect("a number") << shift;
+            assert!(bytes <= u128::from(u64::MAX), "MemoryHigh={v}");
+        }
+    }
 }

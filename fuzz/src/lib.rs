@@ -18,6 +18,7 @@ pub mod input;
 pub mod known_open;
 pub mod lint_check;
 pub mod nix;
+pub mod spec_gen;
 pub mod systemd_ini;
 pub mod unit_check;
 pub mod unit_values;

@@ -1,5 +1,6 @@
 //! The property of `exuvia unit`: whatever spec and flags it accepts, what it renders is
-//! exactly the unit it meant, as systemd and Nix read it.
+//! exactly the unit it meant, as systemd and Nix read it. The input is a spec file with flags
+//! (`input.rs`) or choices a spec is built from (`spec_gen.rs`).
 //!
 //! - Every file name is one plain file name of the right kind: nothing escapes `--out`.
 //! - systemd reads each unit file as the generator's model of it, directive for directive and
@@ -18,6 +19,7 @@ use std::path::{Component, Path};
 use crate::input;
 use crate::lint;
 use crate::nix;
+use crate::spec_gen;
 use crate::systemd_ini;
 use crate::unit::listener::{Address, Transport};
 use crate::unit::model;
@@ -31,10 +33,27 @@ const WHITESPACE: &[char] = &[' ', '\t', '\n', '\r'];
 const EXPLAIN: bool = true;
 
 pub fn check(data: &[u8]) {
-    let Some((toml, flags)) = input::split(data) else {
-        return;
+    let (toml, flags) = if data.first() == Some(&spec_gen::MARKER) {
+        let Ok(generated) = spec_gen::generate(&mut arbitrary::Unstructured::new(&data[1..]))
+        else {
+            return;
+        };
+        generated
+    } else {
+        let Some((toml, flags)) = input::split(data) else {
+            return;
+        };
+        (
+            toml.to_string(),
+            flags.iter().map(|f| f.to_string()).collect(),
+        )
     };
-    let Some(Ok(spec)) = input::spec(toml, &flags) else {
+    // An argv cannot carry a NUL byte.
+    if flags.iter().any(|f| f.contains('\0')) {
+        return;
+    }
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let Some(Ok(spec)) = input::spec(&toml, &flags) else {
         return;
     };
     // The model refuses values no unit line can carry (a spec error, exit 2, nothing written).
