@@ -216,3 +216,19 @@ fn memory_high_stays_within_64_bits() {
         }
     }
 }
+
+#[test]
+fn a_long_startup_never_wraps_into_a_short_timeout() {
+    for startup in ["8030604275824813428", "9223372036854775807"] {
+        let spec = format!("name = \"myapp\"\nexec = \"/usr/bin/myapp\"\nstartup = {startup}\n");
+        if let Some(files) = unit(&spec, &[]) {
+            for v in values(&files, "TimeoutStartSec") {
+                let secs: u64 = v
+                    .strip_suffix('s')
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                assert!(secs >= 8030604275824813428, "TimeoutStartSec={v}");
+            }
+        }
+    }
+}

@@ -32,17 +32,12 @@ const WHITESPACE: &[char] = &[' ', '\t', '\n', '\r'];
 /// `--explain` adds comments carrying spec values to the same directives: a superset to check.
 const EXPLAIN: bool = true;
 
-pub fn check(data: &[u8]) {
+/// The spec `exuvia unit` builds from this input, if it accepts it.
+pub fn accepted(data: &[u8]) -> Option<Spec> {
     let (toml, flags) = if data.first() == Some(&spec_gen::MARKER) {
-        let Ok(generated) = spec_gen::generate(&mut arbitrary::Unstructured::new(&data[1..]))
-        else {
-            return;
-        };
-        generated
+        spec_gen::generate(&mut arbitrary::Unstructured::new(&data[1..])).ok()?
     } else {
-        let Some((toml, flags)) = input::split(data) else {
-            return;
-        };
+        let (toml, flags) = input::split(data)?;
         (
             toml.to_string(),
             flags.iter().map(|f| f.to_string()).collect(),
@@ -50,10 +45,14 @@ pub fn check(data: &[u8]) {
     };
     // An argv cannot carry a NUL byte.
     if flags.iter().any(|f| f.contains('\0')) {
-        return;
+        return None;
     }
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let Some(Ok(spec)) = input::spec(&toml, &flags) else {
+    input::spec(&toml, &flags)?.ok()
+}
+
+pub fn check(data: &[u8]) {
+    let Some(spec) = accepted(data) else {
         return;
     };
     // The model refuses values no unit line can carry (a spec error, exit 2, nothing written).
