@@ -5,7 +5,8 @@
 #
 # Usage: bash fuzz/verify-sample.sh ROOT [N] [CORPUS_DIR...]
 #   ROOT: a root file system with systemd (tests/systemd/rootfs.sh trixie prints one)
-#   N: how many inputs to sample (default 200); CORPUS_DIR: default fuzz/corpus/unit_render
+#   N: how many of the accepted inputs to verify (default 200); CORPUS_DIR: default
+#      fuzz/corpus/unit_render (relative to fuzz/)
 set -euo pipefail
 cd "$(dirname "$0")"
 root=$1 n=${2:-200}
@@ -13,12 +14,15 @@ shift $(($# < 2 ? $# : 2))
 dirs=("${@:-corpus/unit_render}")
 out=target/verify-sample
 rm -rf "$out"
-mapfile -t inputs < <(find "${dirs[@]}" -type f | shuf -n "$n" --random-source=<(yes))
+mapfile -t inputs < <(find "${dirs[@]}" -type f)
 cargo +nightly run -q --release --example render_sample -- "$out" "${inputs[@]}"
+# Most of a fuzz corpus is specs the CLI refuses; sample among those it rendered.
+mapfile -t sample < <(find "$out" -mindepth 1 -maxdepth 1 -type d | shuf -n "$n" --random-source=<(yes))
 exuvia=${EXUVIA:-../target/debug/exuvia}
 failed=0 total=0
 shopt -s nullglob
-for d in "$out"/*/; do
+for d in "${sample[@]}"; do
+  d=$d/
   total=$((total + 1))
   units=("$d"*.service "$d"*.socket)
   if ! "$exuvia" verify --root "$root" "${units[@]}" >"$d/verify.log" 2>&1; then
