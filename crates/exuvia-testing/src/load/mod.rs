@@ -53,6 +53,9 @@ mod ws;
 #[cfg(test)]
 mod tests;
 
+#[cfg(feature = "fuzzing")]
+pub(crate) use http::read_responses;
+
 pub use conn::{Target, request_once};
 pub use kind::{FailureKind, RetryReason};
 pub use report::{Failure, Latency, LoadReport, MAX_STORED_FAILURES};
