@@ -5,14 +5,18 @@
 //! - `/ws` is a WebSocket echo; `/sse` streams an event every 500 ms.
 //!
 //! At the handover requests in flight finish and each HTTP/1.1 connection closes after its
-//! next response (`Connection: close`); at the soft deadline WebSockets get a close frame
-//! (1001, going away) and SSE streams a last `bye` event, so clients reconnect — to the
-//! successor (docs/http.md).
+//! next response (`Connection: close`). WebSockets are *handed over*: between two frames each
+//! one moves, on the same TCP connection, to the new generation (docs/handover.md, "Live
+//! connections"). A WebSocket the new generation refuses, and every SSE stream, is told at
+//! the soft deadline — a close frame (1001, going away), a last `bye` event — so its client
+//! reconnects to the successor (docs/http.md).
 //!
 //! ```text
 //! cargo run --example axum -- --listen 127.0.0.1:8080 --pid-file /tmp/axum.pid
 //! kill -HUP $(cat /tmp/axum.pid)
 //! ```
+#[path = "axum/live.rs"]
+mod live;
 mod support;
 
 use std::convert::Infallible;
@@ -20,8 +24,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
-use axum::response::Response;
 use axum::response::sse::{Event, Sse};
 use axum::routing::{get, post};
 use exuvia::http::Finish;
@@ -41,14 +43,23 @@ async fn main() -> ExitCode {
 async fn run(args: support::Args) -> Result<(), Box<dyn std::error::Error>> {
     let ex = exuvia::tokio::Exuvia::start(args.builder())?;
     let listener = ex.listen_tcp("http", args.listen.as_str())?;
+    // WebSockets the previous generation hands over (offered right after ready()).
+    let versions = support::adopted_versions(&args, ex.generation(), live::STATE_VERSION);
+    let adopted = ex.adopt("ws", versions)?;
     support::maybe_fail(&args, ex.generation());
     ex.ready()?;
     let generation = ex.generation();
     tracing::info!(addr = %listener.local_addr()?, generation, "serving");
+    let sockets = live::Sockets {
+        transfers: ex.transfers(),
+        connections: ex.connections().clone(),
+    };
+    tokio::spawn(live::adopt(adopted, sockets.clone()));
     let app = Router::new()
         .route("/", get(move || hello(generation)))
         .route("/echo", post(|body: String| async move { body }))
-        .route("/ws", get(ws))
+        .route("/ws", get(live::upgrade))
+        .with_state(sockets)
         .route("/sse", get(sse));
     let report = exuvia::axum::serve(&ex, listener, app).await?;
     tracing::info!(?report, "exiting");
@@ -60,43 +71,6 @@ async fn hello(generation: u64) -> String {
         "hello from generation {generation} (pid {})\n",
         std::process::id()
     )
-}
-
-async fn ws(upgrade: WebSocketUpgrade, finish: Finish) -> Response {
-    upgrade.on_upgrade(move |socket| echo(socket, finish))
-}
-
-async fn echo(mut socket: WebSocket, finish: Finish) {
-    let goodbye = finish.requested();
-    tokio::pin!(goodbye);
-    loop {
-        tokio::select! {
-            msg = socket.recv() => match msg {
-                Some(Ok(msg @ (Message::Text(_) | Message::Binary(_)))) => {
-                    if socket.send(msg).await.is_err() {
-                        return;
-                    }
-                }
-                Some(Ok(Message::Close(_)) | Err(_)) | None => return,
-                Some(Ok(_)) => {} // pings are answered by the library
-            },
-            _ = &mut goodbye => {
-                let frame = CloseFrame {
-                    code: close_code::AWAY,
-                    reason: "server upgrading; reconnect".into(),
-                };
-                if socket.send(Message::Close(Some(frame))).await.is_ok() {
-                    // Complete the close handshake: wait for the client's close frame.
-                    while let Some(Ok(msg)) = socket.recv().await {
-                        if matches!(msg, Message::Close(_)) {
-                            break;
-                        }
-                    }
-                }
-                return;
-            }
-        }
-    }
 }
 
 async fn sse(finish: Finish) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {

@@ -7,7 +7,7 @@
 //! failed. The socket is a named listener like any other and is handed to every successor.
 //!
 //! Protocol, one line each way: `upgrade\n` → `ok pid=P generation=G ready_ms=R\n` or
-//! `error KIND: MESSAGE\n` (KIND is `in-progress`, `refused` or `failed`). A request joins
+//! `error KIND: MESSAGE\n` (KIND is `in-progress`, `refused`, `stopping` or `failed`). A request joins
 //! an upgrade the reload signal started moments ago (systemd 253–261 sends the signal and runs `ExecReload=` for one reload; docs/systemd.md, "Reload verdicts").
 //!
 //! The socket is a door into the service, so it is guarded: only the service's own user or
@@ -158,7 +158,7 @@ pub enum ControlError {
     /// The service answered that the upgrade did not happen.
     #[error("upgrade {kind}: {message}")]
     Refused {
-        /// `in-progress`, `refused` or `failed`.
+        /// `in-progress`, `refused`, `stopping` or `failed`.
         kind: String,
         /// The service's reason (control characters replaced, so it is safe to print).
         message: String,

@@ -23,6 +23,10 @@
 //!
 //! Exit codes, here and for `exuvia reload --wait`: 0 upgraded, 1 the upgrade failed or the
 //! service could not be asked, 2 bad arguments, 3 another upgrade was already in progress.
+//! A stop replaces a reload: when the service answers that it is stopping, or systemd sends
+//! the client SIGTERM (it does when `systemctl stop` or `restart` cancels the reload), the
+//! client says so and exits 0 — any other end of `ExecReload=` would make systemd mark the
+//! stopped unit failed. Nothing was upgraded then, and the message says that.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -33,6 +37,10 @@ use crate::control::{ControlError, request_upgrade};
 
 /// The `argv[0]` under which a service binary acts as its reload client.
 pub const ARGV0: &str = "exuvia-reload";
+
+/// What the client prints when SIGTERM ends it (see the module docs).
+const STOPPED_NOTE: &[u8] =
+    b"not upgraded: the reload client was stopped (a stop or restart replaced this reload)\n";
 
 /// How long the client waits for a verdict unless told otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(90);
@@ -106,6 +114,12 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<ReloadRequest, Stri
 /// Asks the service behind `control` to upgrade and waits up to `timeout`; prints the verdict
 /// (prefixed with `program` on errors) and returns the exit code documented above.
 pub fn run(program: &str, control: &Path, timeout: Duration) -> ExitCode {
+    if let Err(e) = crate::sys::exit_zero_on_sigterm(STOPPED_NOTE) {
+        // Without it a stop during the reload marks the unit failed; the reload still works.
+        eprintln!(
+            "{program}: cannot handle SIGTERM ({e}); a stop during this reload will mark the unit failed"
+        );
+    }
     match request_upgrade(control, timeout) {
         Ok(u) => {
             println!(
@@ -114,6 +128,10 @@ pub fn run(program: &str, control: &Path, timeout: Duration) -> ExitCode {
                 u.pid,
                 u.ready_after.as_millis()
             );
+            ExitCode::SUCCESS
+        }
+        Err(ControlError::Refused { kind, message }) if kind == "stopping" => {
+            println!("not upgraded: {message} (a stop replaced this reload)");
             ExitCode::SUCCESS
         }
         Err(ControlError::Refused { kind, message }) if kind == "in-progress" => {

@@ -39,8 +39,10 @@ pub(crate) enum Verdict {
 pub(crate) enum FailureKind {
     /// Another upgrade runs; retry when it finishes.
     InProgress,
-    /// This process may not upgrade now (taking over, shutting down).
+    /// This process may not upgrade now (still taking over).
     Refused,
+    /// The service is stopping: the stop replaces the upgrade.
+    Stopping,
     /// The upgrade ran and failed; the old generation keeps serving.
     Failed,
 }
@@ -50,6 +52,7 @@ impl FailureKind {
         match self {
             FailureKind::InProgress => "in-progress",
             FailureKind::Refused => "refused",
+            FailureKind::Stopping => "stopping",
             FailureKind::Failed => "failed",
         }
     }
@@ -62,9 +65,8 @@ impl Verdict {
             Err(e) => Verdict::Failed {
                 kind: match e {
                     UpgradeError::InProgress => FailureKind::InProgress,
-                    UpgradeError::HandoverPending | UpgradeError::ShuttingDown => {
-                        FailureKind::Refused
-                    }
+                    UpgradeError::HandoverPending => FailureKind::Refused,
+                    UpgradeError::ShuttingDown => FailureKind::Stopping,
                     _ => FailureKind::Failed,
                 },
                 message: e.to_string(),

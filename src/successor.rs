@@ -183,6 +183,15 @@ impl Successor {
         }
     }
 
+    /// Whether the successor has sent `failed` since `ready`, read without waiting. Reading
+    /// loses nothing: before the handover completes a successor sends nothing else.
+    pub(crate) fn said_failed(&self) -> Option<String> {
+        match self.channel.recv_msg(Some(std::time::Duration::ZERO)) {
+            Ok(Some(Ok(Message::Failed(reason)))) => Some(reason),
+            _ => None,
+        }
+    }
+
     pub(crate) fn exited(&self) -> bool {
         sys::pidfd_exited(self.pidfd.as_fd())
     }

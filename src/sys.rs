@@ -277,6 +277,36 @@ pub(crate) fn recv_pid_report(channel: BorrowedFd<'_>) -> io::Result<(i32, Optio
     Ok((i32::from_ne_bytes(buf), got.fds.into_iter().next()))
 }
 
+/// For the reload client (`crate::reload_client`): on SIGTERM, write `note` to stderr and
+/// exit 0 — systemd sends SIGTERM to `ExecReload=` when a stop replaces the reload, and any
+/// other end would mark the stopped unit failed.
+pub(crate) fn exit_zero_on_sigterm(note: &'static [u8]) -> io::Result<()> {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+    static NOTE: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
+    static NOTE_LEN: AtomicUsize = AtomicUsize::new(0);
+    extern "C" fn on_term(_: libc::c_int) {
+        let (p, n) = (NOTE.load(Ordering::SeqCst), NOTE_LEN.load(Ordering::SeqCst));
+        // SAFETY: write(2) and _exit(2) are async-signal-safe; `p..p+n` is a &'static slice.
+        unsafe {
+            if !p.is_null() {
+                libc::write(2, p.cast(), n);
+            }
+            libc::_exit(0);
+        }
+    }
+    NOTE_LEN.store(note.len(), Ordering::SeqCst);
+    NOTE.store(note.as_ptr().cast_mut(), Ordering::SeqCst);
+    let action = SigAction::new(
+        SigHandler::Handler(on_term),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    // SAFETY: the handler only performs async-signal-safe work.
+    unsafe { sigaction(Signal::SIGTERM, &action) }?;
+    Ok(())
+}
+
 /// Self-pipe for signals: the handler writes the signal number, the control loop reads it.
 pub(crate) mod signals {
     use super::*;

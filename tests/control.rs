@@ -235,6 +235,94 @@ fn the_service_binary_is_its_own_reload_client() {
     svc.stop();
 }
 
+/// A stop replaces a reload (docs/systemd.md, "A stop or restart during a reload"): the
+/// reload client ends with 0 and "not upgraded" — when systemd sends it SIGTERM, and when
+/// the service answers that it is stopping — so systemd does not mark the stopped unit
+/// failed.
+#[test]
+fn a_stop_during_the_reload_ends_the_client_with_0() {
+    let dir = Scratch::new("stop-replaces");
+    let ctl = dir.path("control.sock");
+    let fail = dir.path("fail");
+    // Successors take 1.5 s to get ready: the client is still waiting when the stop comes.
+    std::fs::write(&fail, "slow").unwrap();
+    let svc = Service::start(
+        &example("echo"),
+        &dir,
+        &[
+            "--control",
+            ctl.to_str().unwrap(),
+            "--fail-file",
+            fail.to_str().unwrap(),
+        ],
+    );
+    let client = || {
+        std::process::Command::new(example("echo"))
+            .arg0("exuvia-reload")
+            .args([
+                "--wait",
+                "--control",
+                ctl.to_str().unwrap(),
+                "--timeout",
+                "20",
+            ])
+            .env("RUST_LOG", "off")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run the reload client")
+    };
+    let started = |svc: &Service, n: usize| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while svc.count_log("starting successor") < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no upgrade started: {}",
+                svc.log_tail(10)
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+
+    // systemd's SIGTERM to ExecReload= (stop or restart cancels the reload job).
+    let c = client();
+    started(&svc, 1);
+    signal(c.id() as i32, libc::SIGTERM);
+    let out = c.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("not upgraded") && stderr.contains("replaced this reload"),
+        "{stderr}"
+    );
+
+    // Let that upgrade finish, then: the service is stopped while the client waits.
+    let first = svc.pid().unwrap();
+    let second = svc
+        .wait_pid_change(Some(first), Duration::from_secs(10))
+        .expect("the first upgrade completes");
+    let c = client();
+    started(&svc, 2);
+    signal(second, libc::SIGTERM);
+    let out = c.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("not upgraded") && stdout.contains("shutting down"),
+        "{stdout}"
+    );
+    assert!(
+        wait_dead(second, Duration::from_secs(10)),
+        "the stopped service exits"
+    );
+    svc.stop();
+}
+
 /// The unit carries the deadlines (`EXUVIA_DRAIN_HARD=` …) and they win over the service's
 /// own settings, so a unit's TimeoutStopSec= derived from them cannot cut a drain short.
 #[test]

@@ -271,6 +271,55 @@ fn a_successor_that_dies_mid_transfer_leaves_every_connection_with_the_old_gener
     svc.stop();
 }
 
+/// The successor is told to stop in the middle of the hand-off (`systemctl stop` or
+/// `restart` reaches every process of the unit): it tells the old generation at once, which
+/// stays main with every connection — none is adopted by a process on its way out — and the
+/// upgrade fails with that reason; the stopped successor exits by itself.
+#[test]
+fn a_successor_stopped_mid_transfer_leaves_every_connection_with_the_old_generation() {
+    let dir = Scratch::new("handoff-term");
+    let mut svc = Service::start(&example("echo"), &dir, &[]);
+    let mut clients = Clients::connect(svc.addr, 100);
+    let straggler = Straggler::start(svc.addr);
+    let old = svc.pid().unwrap();
+    signal(old, libc::SIGHUP);
+    wait_log(&svc, "live connections offered");
+    let successor = successor_pid(&svc);
+    signal(successor, libc::SIGTERM);
+    wait_log(&svc, "stop requested; draining");
+    // The straggler's offer comes after the stop: the old generation reads `failed` instead.
+    straggler.release();
+    wait_log(&svc, "upgrade failed; this generation keeps serving");
+    assert!(
+        wait_dead(successor, Duration::from_secs(10)),
+        "the stopped successor exits"
+    );
+    assert_eq!(svc.pid(), Some(old));
+    clients
+        .round()
+        .unwrap_or_else(|(i, e)| panic!("connection {i}: {e}"));
+    let line = hand_off_line(&svc);
+    eprintln!("measured: successor stopped mid-transfer: {line}");
+    assert!(line.contains("handed_over=0"), "{line}");
+    let failed = svc
+        .log_lines()
+        .into_iter()
+        .find(|l| l.contains("upgrade failed"))
+        .unwrap_or_default();
+    assert!(
+        failed.contains("told to stop before it took over"),
+        "{failed}"
+    );
+    assert_eq!(svc.count_log("live connections adopted"), 0);
+    let new = svc.upgrade(T);
+    clients
+        .round()
+        .unwrap_or_else(|(i, e)| panic!("after the next upgrade, connection {i}: {e}"));
+    assert!(wait_dead(old, Duration::from_secs(5)));
+    assert!(alive(new));
+    svc.stop();
+}
+
 /// The successor hangs in the middle of the hand-off: the old generation aborts at its
 /// hand-off deadline and keeps every connection, serving them until its drain deadline.
 #[test]

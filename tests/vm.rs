@@ -263,6 +263,37 @@ fn clashing_sockets_and_unknown_versions_are_refused_first() {
     assert_refused(&run, &s, "--in-place: scenario replace");
 }
 
+/// The fault scenarios say what they need before anything starts: a binary to swap for a
+/// slow successor, the line protocol for the live connection, a service that hands over.
+#[test]
+fn fault_scenarios_state_what_they_need_first() {
+    let s = Scratch::new("vm-faults");
+    let unit = write(&s, "svc.service", SERVICE, 0o644);
+    let sock = write(&s, "svc.socket", &socket("127.0.0.1:8080"), 0o644);
+    let units = ["--unit", p(&unit), "--unit", p(&sock)];
+    for (extra, hint) in [
+        (
+            &["--scenarios", "reload,kill-old"][..],
+            "scenario kill-old swaps the service binary (a broken or slow successor): give --binary",
+        ),
+        (
+            &["--scenarios", "stop-upgrade"][..],
+            "scenario stop-upgrade swaps the service binary",
+        ),
+        (
+            &["--scenarios", "live", "--mode", "http"][..],
+            "scenario live talks the line protocol on its long-lived connection: use --mode echo",
+        ),
+        (
+            &["--scenarios", "storm", "--in-place"][..],
+            "--in-place: scenario storm needs a service that hands over to a new process",
+        ),
+    ] {
+        let run = vm(&s, &[&units[..], extra].concat(), &[], &[]);
+        assert_refused(&run, &s, hint);
+    }
+}
+
 #[test]
 fn without_root_it_says_so() {
     let s = Scratch::new("vm-noroot");

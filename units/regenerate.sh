@@ -1,5 +1,5 @@
 #!/bin/sh
-# Regenerates every unit in units/ from units/exuvia-echo.toml. tests/units.rs runs the same
+# Regenerates every unit in units/ from units/exuvia-echo.toml. tests/units/ runs the same
 # commands into a temporary directory and fails on any byte difference.
 # Usage (from the repository root): sh units/regenerate.sh
 set -eu

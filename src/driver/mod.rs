@@ -69,6 +69,9 @@ pub(crate) struct Inputs {
     pub control: Option<UnixListener>,
 }
 
+/// What a successor stopped before it took over tells its predecessor (`failed …`).
+const STOPPED_WHILE_TAKING_OVER: &str = "the new process was told to stop before it took over";
+
 struct InFlight {
     successor: Successor,
     /// What the successor said it can do, with its `ready`.
@@ -97,6 +100,8 @@ pub(crate) struct Driver {
     main: bool,
     /// The predecessor has let go (or is gone); stays true after this process hands over in turn.
     took_over: bool,
+    /// This successor was stopped before it took over and told its predecessor so.
+    told_predecessor: bool,
     ready: bool,
     inflight: Option<InFlight>,
     /// A trigger that arrived between our `ready` and the predecessor's `complete`.
@@ -123,6 +128,7 @@ impl Driver {
             control: i.control,
             main: false,
             took_over: false,
+            told_predecessor: false,
             ready: false,
             inflight: None,
             deferred: None,
@@ -136,7 +142,7 @@ impl Driver {
         &self.shared.life
     }
 
-    fn draining_now(&self) -> bool {
+    pub(super) fn draining_now(&self) -> bool {
         matches!(self.life().phase(), Phase::Draining(_))
     }
 
@@ -288,6 +294,15 @@ impl Driver {
         if let Some(w) = self.deferred.take() {
             w.reply(Err(UpgradeError::ShuttingDown));
         }
+        if let Some(p) = self.predecessor.as_ref().filter(|_| !self.took_over) {
+            // Told to stop while taking over: the upgrade fails now rather than after this
+            // drain, so the predecessor stays main and keeps the connections it offers (it
+            // reads this instead of the next verdict; offers from here on go unanswered).
+            // The channel stays open: a commit already on its way makes those connections
+            // ours, and they drain here with the rest.
+            p.send_failed(STOPPED_WHILE_TAKING_OVER);
+            self.told_predecessor = true;
+        }
         if self.main {
             self.notifier.stopping();
         }
@@ -309,9 +324,14 @@ impl Driver {
                 UpgradeError::ShutDown,
             );
         }
-        if let Some(p) = self.predecessor.as_ref().filter(|_| !self.took_over) {
+        if let Some(p) = self
+            .predecessor
+            .as_ref()
+            .filter(|_| !self.took_over && !self.told_predecessor)
+        {
             p.send_failed("the new process shut down before the handover completed");
         }
+        self.shared.adopters.close();
     }
 }
 

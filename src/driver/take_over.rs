@@ -26,6 +26,12 @@ impl Driver {
             tracing::info!(names = ?closed, "closed inherited fds the service did not claim");
         }
         self.ready = true;
+        if self.draining_now() {
+            // Stopped before it was ready: nothing to take over or announce (the stop has
+            // told the predecessor already, see `Driver::stop`).
+            tracing::info!("ready after a stop; draining, not taking over");
+            return Ok(());
+        }
         self.life().set_phase(Phase::Serving);
         match &self.predecessor {
             Some(p) => {
@@ -104,6 +110,22 @@ impl Driver {
             }
             return;
         }
+        if self.told_predecessor {
+            // Stopped while taking over: the predecessor stays main. Only its hand-off
+            // messages still matter, and a `complete` that crossed our `failed`.
+            match event {
+                FromPredecessor::HandOff(h, fds) => self.on_offer(h, fds),
+                FromPredecessor::Complete => {
+                    tracing::warn!(
+                        "the previous generation handed over after this one was stopped; draining as main"
+                    );
+                    self.take_main();
+                }
+                FromPredecessor::Gone | FromPredecessor::Unexpected(_) => self.predecessor = None,
+                FromPredecessor::Nothing | FromPredecessor::Stats(_) => {}
+            }
+            return;
+        }
         match event {
             FromPredecessor::Nothing => return,
             FromPredecessor::HandOff(h, fds) => return self.on_offer(h, fds),
@@ -139,6 +161,17 @@ impl Driver {
     pub(super) fn on_offer(&mut self, h: HandOff, fds: Vec<OwnedFd>) {
         let Some(p) = &self.predecessor else { return };
         match h {
+            HandOff::Offer { batch, conns } if self.told_predecessor => {
+                // The predecessor reads our `failed` where it waits for this verdict; our
+                // copies of the fds close here, its own stay.
+                tracing::info!(
+                    phase = "hand over",
+                    batch,
+                    offered = conns.len(),
+                    "live connections offered after a stop; left with the previous generation"
+                );
+                drop(fds);
+            }
             HandOff::Offer { batch, conns } => {
                 let n = conns.len();
                 let answers = self.shared.adopters.offer(batch, conns, fds);

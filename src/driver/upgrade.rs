@@ -255,6 +255,21 @@ impl Driver {
                 "live connections handed over"
             );
         }
+        // A successor told to stop after `ready` says so (during the hand-off, or just now):
+        // making it main would hand the service to a process on its way out. It drains what
+        // it accepted meanwhile and exits by itself, so it is not killed.
+        if let Some(reason) = handed
+            .successor_failed
+            .or_else(|| f.successor.said_failed())
+        {
+            let pid = f.successor.pid;
+            return self.fail(
+                None,
+                f.asked_by,
+                f.joined,
+                UpgradeError::Failed { pid, reason },
+            );
+        }
         if f.successor.exited() {
             let pid = f.successor.pid;
             return self.fail(

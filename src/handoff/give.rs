@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::signal::{Cell, Queue};
 use super::wire::{HandOff, MAX_BATCH, MAX_BATCH_BYTES, MAX_CONN_BYTES, Offered};
-use crate::channel::Channel;
+use crate::channel::{Channel, Message};
 use crate::sync::{Counted, Counter, lock};
 
 /// What [`Transferable::wait`] saw first.
@@ -268,11 +268,14 @@ impl Pending {
 }
 
 /// What a hand-off did, for logs and counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct GiveReport {
     pub offered: usize,
     pub handed_over: usize,
     pub kept: usize,
+    /// The successor said it failed (it was told to stop, say) instead of answering an
+    /// offer: the upgrade must fail, whatever the hand-off kept.
+    pub successor_failed: Option<String>,
 }
 
 /// Runs the hand-off transaction on `ch` until every transferable connection was offered or
@@ -333,7 +336,13 @@ pub(crate) fn give(board: &Arc<Board>, ch: &Channel, deadline: Instant) -> GiveR
         report.offered += pending.len();
         match offer(ch, batch, &pending, deadline) {
             Ok(answers) => answered.extend(pending.into_iter().zip(answers)),
-            Err(why) => {
+            Err(Unanswered::SuccessorFailed(reason)) => {
+                unanswered = pending;
+                failure = Some(format!("the successor failed: {reason}"));
+                report.successor_failed = Some(reason);
+                break;
+            }
+            Err(Unanswered::Other(why)) => {
                 // Settled after the round ends, like every kept connection (see `settle`).
                 unanswered = pending;
                 failure = Some(why);
@@ -396,33 +405,44 @@ pub(crate) fn give(board: &Arc<Board>, ch: &Channel, deadline: Instant) -> GiveR
     report
 }
 
+/// Why a batch got no verdict.
+enum Unanswered {
+    /// The successor sent `failed` instead (see [`GiveReport::successor_failed`]).
+    SuccessorFailed(String),
+    Other(String),
+}
+
 /// One batch: offer it and read the verdict.
 fn offer(
     ch: &Channel,
     batch: u32,
     pending: &[Capture],
     deadline: Instant,
-) -> Result<Vec<Result<(), super::wire::Refusal>>, String> {
+) -> Result<Vec<Result<(), super::wire::Refusal>>, Unanswered> {
     let offer = HandOff::Offer {
         batch,
         conns: pending.iter().map(|c| c.offered.clone()).collect(),
     };
     let fds: Vec<BorrowedFd<'_>> = pending.iter().map(|c| c.fd.as_fd()).collect();
+    let other = |why: String| Unanswered::Other(why);
     ch.send_with_fds(&offer.encode(), &fds)
-        .map_err(|e| format!("cannot offer to the successor: {e}"))?;
+        .map_err(|e| other(format!("cannot offer to the successor: {e}")))?;
     let left = deadline.saturating_duration_since(Instant::now());
     let answer = match ch.recv(Some(left.max(Duration::from_millis(1)))) {
         Ok(Some(bytes)) => bytes,
-        Ok(None) => return Err("the successor went away during the hand-off".into()),
-        Err(e) => return Err(format!("no verdict from the successor in time: {e}")),
+        Ok(None) => return Err(other("the successor went away during the hand-off".into())),
+        Err(e) => return Err(other(format!("no verdict from the successor in time: {e}"))),
     };
+    if let Ok(Message::Failed(reason)) = Message::decode(&answer) {
+        return Err(Unanswered::SuccessorFailed(reason));
+    }
     match HandOff::decode(&answer) {
         Ok(HandOff::Verdict { batch: b, answers })
             if b == batch && answers.len() == pending.len() =>
         {
             Ok(answers)
         }
-        Ok(other) => Err(format!("unexpected answer to an offer: {other:?}")),
-        Err(e) => Err(format!("malformed answer to an offer: {e}")),
+        Ok(o) => Err(other(format!("unexpected answer to an offer: {o:?}"))),
+        Err(e) => Err(other(format!("malformed answer to an offer: {e}"))),
     }
 }

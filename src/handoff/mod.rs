@@ -25,12 +25,12 @@
 //! [`DEFAULT_MAX_CONNECTIONS`] connections and [`DEFAULT_MAX_BYTES`] per successor, and the
 //! whole hand-off within the builder's hand-off timeout.
 
-mod api;
 mod give;
 mod signal;
 mod take;
 #[cfg(feature = "tokio")]
 mod tokio;
+mod transfers;
 pub(crate) mod wire;
 
 pub(crate) use give::{Board, GiveReport, give};
@@ -39,4 +39,5 @@ pub(crate) use take::Adopters;
 pub use take::{Adopted, Adoptions, DEFAULT_MAX_BYTES, DEFAULT_MAX_CONNECTIONS};
 #[cfg(feature = "tokio")]
 pub use tokio::{HandedOff, KeptStream, Stream};
+pub use transfers::Transfers;
 pub use wire::Refusal;

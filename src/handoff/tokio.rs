@@ -13,6 +13,11 @@ impl crate::tokio::Exuvia {
         self.core().transferable(listener)
     }
 
+    /// See [`crate::Exuvia::transfers`].
+    pub fn transfers(&self) -> super::Transfers {
+        self.core().transfers()
+    }
+
     /// See [`crate::Exuvia::adopt`].
     pub fn adopt(&self, listener: &str, versions: RangeInclusive<u32>) -> Result<Adoptions, Error> {
         self.core().adopt(listener, versions)

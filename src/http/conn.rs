@@ -59,6 +59,14 @@ impl Socket {
         self.io.peer_addr()
     }
 
+    /// The TCP stream itself, no longer counted by this connection's drain token: for an
+    /// upgraded connection the handler serves — and tracks, with
+    /// [`Connections::spawn`](crate::tokio::Connections::spawn) — on its own, for example to
+    /// hand it to the next generation (see `examples/axum.rs`, `/ws`).
+    pub fn into_tcp(self) -> TcpStream {
+        self.io
+    }
+
     /// `Some(error)` once an upgraded connection is past the hard deadline. Connections
     /// hyper still serves are cut by dropping their task, so only upgraded ones pay for the
     /// check.

@@ -43,18 +43,22 @@ trap cleanup EXIT
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
-# start NAME: runs examples/NAME on a free port; sets $addr and $pidf.
+# start NAME [FLAGS…]: runs examples/NAME on a free port; sets $addr and $pidf.
 start() {
   local name=$1 deadline=$((SECONDS + 20))
+  shift
   pidf=$out/$name.pid
+  # A previous phase's files would satisfy the wait below before the new server truncates them.
+  rm -f "$pidf" "$out/$name.log"
   NO_COLOR=1 RUST_LOG=${RUST_LOG:-info} "$bin/$name" --listen 127.0.0.1:0 --pid-file "$pidf" \
-    --max-draining 16 2>"$out/$name.log" &
+    --max-draining 16 "$@" 2>"$out/$name.log" &
   gens+=($!)
   until [[ -s $pidf ]] && grep -q 'serving addr=' "$out/$name.log"; do
     ((SECONDS < deadline)) || fail "$name did not start: $(tail -5 "$out/$name.log")"
     sleep 0.05
   done
   addr=$(grep -m1 -o 'serving addr=[0-9.:]*' "$out/$name.log" | cut -d= -f2)
+  [[ -n $addr ]] || fail "$name: no address in its log"
 }
 
 # upgrade_loop: UPGRADES upgrades by SIGHUP, each confirmed by the pid file naming the
@@ -140,7 +144,7 @@ WRK_POST=1 wrk -t1 -c"$conns" -d"${limit}s" --timeout 10s -s $here/check.lua "ht
 clients+=($!) wrks+=($!)
 h2load_runs &
 clients+=($!)
-"$venv/bin/python" $here/ws_client.py "ws://$addr/ws" "$conns" "$limit" >"$out/ws.json" 2>"$out/ws.err" &
+"$venv/bin/python" $here/ws_stay.py "ws://$addr/ws" "$conns" "$limit" >"$out/ws-stay.json" 2>"$out/ws-stay.err" &
 clients+=($!) pys+=($!)
 run_load axum
 
@@ -168,13 +172,37 @@ met=$(cat "$out"/h2load-*.txt | grep -c '^Process Request Failure' || true)
 row "h2load (h2c)" "$h2ok" "$upgraded" "$((h2fail + h2err + h2timeout))" "$runs runs; $met connections met a GOAWAY; failed $h2fail, errored $h2err, timeout $h2timeout"
 
 st=0
+"$venv/bin/python" - "$out/ws-stay.json" <<'PY' || st=1
+import json, sys
+d = json.load(open(sys.argv[1]))
+sys.exit(0 if d["failures"] == 0 and d["echoes"] > 0 and d["large"] > 0 else 1)
+PY
+check "websockets (handed over)" $st "$(cat "$out/ws-stay.json" "$out/ws-stay.err")"
+handed=$(grep -c 'live connections adopted' "$out/axum.log" || true)
+# Every successor must have taken the connections over: a generation that let them drain
+# instead would show up here even if its clients' reconnects went unnoticed.
+[ "$handed" -ge "$upgraded" ] || check "websockets (one adoption per upgrade)" 1 "$handed adoptions for $upgraded upgrades"
+row "websockets, handed over" "$(json "$out/ws-stay.json" echoes)" "$upgraded" "$(json "$out/ws-stay.json" failures)" \
+  "one connection each throughout: disconnects $(json "$out/ws-stay.json" disconnects), $(json "$out/ws-stay.json" large) large messages, $handed adoptions"
+
+# A successor that refuses the WebSockets (another state format): the old generation keeps
+# them and, at its soft deadline, closes each in order (1001) for the client to reconnect.
+echo "=== axum, successor refusing the hand-off: websockets; $conns connections; ${REFUSED_UPGRADES:-20} upgrades"
+echo "state-version 2" >"$out/refuse"
+start axum --fail-file "$out/refuse"
+"$venv/bin/python" $here/ws_client.py "ws://$addr/ws" "$conns" "$limit" >"$out/ws.json" 2>"$out/ws.err" &
+clients+=($!) pys+=($!)
+upgrades_all=$upgrades upgrades=${REFUSED_UPGRADES:-20}
+run_load axum
+upgrades=$upgrades_all
+st=0
 "$venv/bin/python" - "$out/ws.json" "$upgraded" <<'PY' || st=1
 import json, sys
 d = json.load(open(sys.argv[1]))
 sys.exit(0 if d["failures"] == 0 and d["orderly_closes"] >= int(sys.argv[2]) and d["reconnects"] > 0 else 1)
 PY
-check websockets $st "$(cat "$out/ws.json" "$out/ws.err")"
-row "websockets" "$(json "$out/ws.json" echoes)" "$upgraded" "$(json "$out/ws.json" failures)" \
+check "websockets (refused)" $st "$(cat "$out/ws.json" "$out/ws.err")"
+row "websockets, refused" "$(json "$out/ws.json" echoes)" "$upgraded" "$(json "$out/ws.json" failures)" \
   "orderly closes (1001) $(json "$out/ws.json" orderly_closes), reconnects $(json "$out/ws.json" reconnects), abrupt $(json "$out/ws.json" abrupt_closes)"
 
 }

@@ -6,7 +6,8 @@
 # prints at the end.
 #
 # Usage: summary.sh rows RUN EXPECT RC REPORT_JSON >> results.tsv
-#          EXPECT: pass | fail (a negative control) | info (numbers reported, never fails)
+#          EXPECT: pass | fail (a negative control) | known (a known defect, see README.md)
+#                  | info (numbers reported, never fails)
 #        summary.sh render RESULTS_TSV [TITLE]      (markdown on stdout)
 # Row columns (tab-separated): suite systemd run/scenario verdict seconds requests failed
 # retried reloads p50_ms p99_ms. Numbers come from `exuvia vm --json`; "-" where a run never
@@ -19,6 +20,7 @@ rows() {
     pass) label='' ;;
     fail) label=$([[ $rc == 1 ]] && echo "pass (failed as required)" || echo "FAIL (control not caught)") ;;
     info) label=$([[ $rc == 0 || $rc == 1 ]] && echo "reported" || echo "FAIL (no report)") ;;
+    known) label=$([[ $rc == 1 ]] && echo "known defect" || echo "FAIL (exit $rc; 0: the defect is fixed, drop the mark)") ;;
   esac
   if [[ ! -s $json ]]; then
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' - - "$run" "${label:-FAIL (exit $rc)}" - - - - - - -

@@ -15,5 +15,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod load;
 pub mod sim;

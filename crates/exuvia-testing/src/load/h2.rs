@@ -29,7 +29,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::conn::{ReqError, Target, classify};
 use super::kind::{FailureKind, RetryReason};
-use super::worker::{FAILURE_BACKOFF, Shared, WorkerStats};
+use super::shared::{FAILURE_BACKOFF, Shared, WorkerStats};
 
 /// Refusals (GOAWAY or REFUSED_STREAM) retried per request; a server that refuses more
 /// often is failing the request, not shedding it.

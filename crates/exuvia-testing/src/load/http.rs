@@ -132,3 +132,32 @@ fn read_chunked(conn: &mut Conn, deadline: Instant) -> Result<(), ReqError> {
         }
     }
 }
+
+/// Connects to `target`, lets the caller play the server (`serve`), then reads what it sent
+/// the way a keep-alive worker reads it, response after response until one fails or announces
+/// a close: the fuzz targets' way in (feature `fuzzing`), through a real `Conn`. Returns each
+/// response's status and close flag, and the error that ended the reading, if one did.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn read_responses(
+    target: &super::Target,
+    deadline: Instant,
+    serve: impl FnOnce(),
+) -> (Vec<(u16, bool)>, Option<ReqError>) {
+    let mut conn = match Conn::connect(target, deadline) {
+        Ok(c) => c,
+        Err(e) => return (Vec::new(), Some(e)),
+    };
+    serve();
+    let mut seen = Vec::new();
+    loop {
+        match read_response(&mut conn, deadline) {
+            Ok(r) => {
+                seen.push((r.status, r.close));
+                if r.close {
+                    return (seen, None);
+                }
+            }
+            Err(e) => return (seen, Some(e)),
+        }
+    }
+}

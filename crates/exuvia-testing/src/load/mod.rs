@@ -46,18 +46,22 @@ mod histogram;
 mod http;
 mod kind;
 mod report;
+mod shared;
 mod worker;
 mod ws;
 
 #[cfg(test)]
 mod tests;
 
+#[cfg(feature = "fuzzing")]
+pub(crate) use http::read_responses;
+
 pub use conn::{Target, request_once};
 pub use kind::{FailureKind, RetryReason};
 pub use report::{Failure, Latency, LoadReport, MAX_STORED_FAILURES};
 
 use histogram::Histogram;
-use worker::{Shared, WorkerStats, lock};
+use shared::{Shared, WorkerStats, lock};
 
 /// Longest run accepted: a load run is a test, not a service.
 pub const MAX_DURATION: Duration = Duration::from_secs(3600);

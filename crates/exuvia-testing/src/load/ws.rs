@@ -29,7 +29,7 @@ use tungstenite::{Message, WebSocket};
 
 use super::conn::{ReqError, Stream, Target};
 use super::kind::FailureKind;
-use super::worker::{FAILURE_BACKOFF, Shared, WorkerStats};
+use super::shared::{FAILURE_BACKOFF, Shared, WorkerStats};
 
 /// Longest uninterrupted wait between two messages, so stop requests are noticed quickly.
 const IDLE_SLICE: Duration = Duration::from_millis(20);

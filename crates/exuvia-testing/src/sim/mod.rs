@@ -72,6 +72,9 @@ mod unit;
 #[cfg(test)]
 mod tests;
 
+#[cfg(feature = "fuzzing")]
+pub(crate) use proto::parse as parse_notify;
+
 pub use proto::{Message, Rule, Violation};
 pub use spawn::ServiceCommand;
 pub use types::{

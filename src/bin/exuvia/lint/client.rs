@@ -3,8 +3,8 @@
 //! (`@/usr/bin/app exuvia-reload --wait --control …`), a link named `exuvia-reload`, and the
 //! `exuvia reload --wait` CLI. Both talk to the control socket and exit non-zero when the
 //! upgrade fails, so `systemctl reload` reports it; misspelt forms fail every reload.
+use super::finding::{Finding, finding};
 use super::parse::UnitText;
-use super::rules::{Finding, finding};
 use crate::unit::timespan::{Dialect, parse_us};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

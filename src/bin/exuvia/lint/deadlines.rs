@@ -5,8 +5,8 @@
 //! shorter fails good reloads or kills a service mid-drain. Values from `EnvironmentFile=` are
 //! not seen here.
 use super::client;
+use super::finding::{Finding, finding};
 use super::parse::{Entry, UnitText};
-use super::rules::{Finding, finding};
 use crate::unit::deadlines::{DEFAULT_DRAIN_HARD_MS, DEFAULT_DRAIN_SOFT_MS, DEFAULT_READY_MS};
 use crate::unit::timespan::{Dialect, format_ms, parse_us};
 

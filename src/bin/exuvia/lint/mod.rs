@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 pub mod client;
 pub mod deadlines;
+pub mod finding;
 pub mod keys;
 pub mod parse;
 pub mod rules;

@@ -3,31 +3,10 @@
 //! `# exuvia-lint: allow RULE` on the line directly above the directive.
 use std::path::Path;
 
+pub use super::finding::{Finding, finding};
 use super::keys::{KeyStatus, key_status, value_needs};
 use super::parse::{Entry, UnitText};
 use super::{client, deadlines};
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finding {
-    pub line: usize,
-    pub rule: &'static str,
-    pub message: String,
-    pub fix: String,
-}
-
-pub fn finding(
-    line: usize,
-    rule: &'static str,
-    message: impl Into<String>,
-    fix: impl Into<String>,
-) -> Finding {
-    Finding {
-        line,
-        rule,
-        message: message.into(),
-        fix: fix.into(),
-    }
-}
 
 /// Sections a unit of this file type may have (besides `X-` extensions).
 fn allowed_sections(path: &Path) -> Option<&'static [&'static str]> {

@@ -32,17 +32,52 @@ mod rootfs;
 mod verdict;
 
 /// Every scenario, in the order `all` runs them.
-pub const SCENARIOS: [&str; 6] = ["reload", "replace", "broken", "stop", "sigkill", "restart"];
+pub const SCENARIOS: [&str; 12] = [
+    "reload",
+    "replace",
+    "broken",
+    "stop",
+    "sigkill",
+    "restart",
+    "live",
+    "notify",
+    "storm",
+    "kill-old",
+    "kill-new",
+    "stop-upgrade",
+];
+
+/// Scenarios that swap the service binary (for a broken or a slow successor).
+const SWAP_BINARY: [&str; 5] = ["replace", "broken", "kill-old", "kill-new", "stop-upgrade"];
 
 const AFTER_HELP: &str = "\
 Scenarios (--scenarios, comma separated, or all):
-  reload   --reloads reloads under load, each judged by exuvia check --unit (new MainPID, same
-           InvocationID, no restart, no failed request); long-lived connections must survive
-  replace  the binary on disk is replaced (--new-binary, default a copy); the new file serves
-  broken   successors that exit or hang: the old process keeps serving, the unit stays up
-  stop     systemctl stop after handovers: every process drains and exits by itself
-  sigkill  kill -9 of the main: Restart= brings it back, clients wait in the socket backlog
-  restart  systemctl restart: new instance, no failed request, the socket unit stays
+  reload        --reloads reloads under load, each judged by exuvia check --unit (new MainPID,
+                same InvocationID, no restart, no failed request); long-lived connections
+                must survive
+  replace       the binary on disk is replaced (--new-binary, default a copy); the new file
+                serves
+  broken        successors that exit or hang: the old process keeps serving, the unit stays up
+  stop          systemctl stop after handovers: every process drains and exits by itself
+  sigkill       kill -9 of the main: Restart= brings it back, clients wait in the socket backlog
+  restart       systemctl restart: new instance, no failed request, the socket unit stays
+  live          one connection talking every 20 ms stays on the same TCP connection through
+                --reloads reloads, held by the new main after each; the old main exits at
+                once (a service that hands its live connections over; --mode echo)
+  notify        the handover datagram as PID 1 logs it: MAINPID= and MAINPIDFDID= of the new
+                main, then BARRIER=1, and no warning from systemd
+  storm         20 systemctl reload --no-block at once, then reload/restart/reload x3: at most
+                one upgrade in flight, every job completes, the unit never fails, no failed
+                request
+  kill-old      the old main SIGKILLed while its slow successor starts: one generation ends
+                up serving (the successor as main, or a Restart=); costs its requests in flight
+  kill-new      the successor SIGKILLed right after it said ready, or SIGTERMed during the
+                hand-off: the old main keeps serving every connection and says why
+  stop-upgrade  systemctl stop while an upgrade is in flight (successor starting, or in the
+                hand-off): a clean stop, nothing left running, start works after, no failed
+                request
+(kill-old, kill-new and stop-upgrade run a stand-in successor that starts the real binary
+1.5 s late, so they need --binary.)
 
 Examples:
   exuvia vm --binary target/release/myapp --unit myapp.service --unit myapp.socket \\
@@ -229,9 +264,19 @@ fn validate(a: &RunArgs) -> Result<Request, String> {
             ));
         }
     }
-    if scenarios.iter().any(|s| s == "replace" || s == "broken") && a.binary.is_none() {
+    if let Some(s) = scenarios
+        .iter()
+        .find(|s| SWAP_BINARY.contains(&s.as_str()))
+        .filter(|_| a.binary.is_none())
+    {
+        return Err(format!(
+            "scenario {s} swaps the service binary (a broken or slow successor): give --binary"
+        ));
+    }
+    if scenarios.iter().any(|s| s == "live") && a.mode != Mode::Echo {
         return Err(
-            "the replace and broken scenarios swap the service binary: give --binary".into(),
+            "scenario live talks the line protocol on its long-lived connection: use --mode echo"
+                .into(),
         );
     }
     super::check::validate(&super::check::Schedule {

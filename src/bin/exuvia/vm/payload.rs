@@ -16,31 +16,32 @@ use super::input::Service;
 /// Where the payload is mounted in the guest.
 pub const MOUNT: &str = "/run/exuvia-vm";
 
-const GUEST: [(&str, &str); 9] = [
-    ("driver.sh", include_str!("guest/driver.sh")),
-    ("lib.sh", include_str!("guest/lib.sh")),
-    ("preflight.sh", include_str!("guest/preflight.sh")),
-    (
-        "scenarios/reload.sh",
-        include_str!("guest/scenarios/reload.sh"),
-    ),
-    (
-        "scenarios/replace.sh",
-        include_str!("guest/scenarios/replace.sh"),
-    ),
-    (
-        "scenarios/broken.sh",
-        include_str!("guest/scenarios/broken.sh"),
-    ),
-    ("scenarios/stop.sh", include_str!("guest/scenarios/stop.sh")),
-    (
-        "scenarios/sigkill.sh",
-        include_str!("guest/scenarios/sigkill.sh"),
-    ),
-    (
-        "scenarios/restart.sh",
-        include_str!("guest/scenarios/restart.sh"),
-    ),
+/// `guest/NAME`, compiled in.
+macro_rules! guest {
+    ($($name:literal),* $(,)?) => {
+        [$(($name, include_str!(concat!("guest/", $name)))),*]
+    };
+}
+
+const GUEST: [(&str, &str); 18] = guest![
+    "driver.sh",
+    "lib.sh",
+    "faults.sh",
+    "preflight.sh",
+    "longconn.py",
+    "upgrades.py",
+    "scenarios/reload.sh",
+    "scenarios/replace.sh",
+    "scenarios/broken.sh",
+    "scenarios/stop.sh",
+    "scenarios/sigkill.sh",
+    "scenarios/restart.sh",
+    "scenarios/kill-old.sh",
+    "scenarios/kill-new.sh",
+    "scenarios/stop-upgrade.sh",
+    "scenarios/storm.sh",
+    "scenarios/live.sh",
+    "scenarios/notify.sh",
 ];
 
 /// What the scenarios do, beyond the service itself.

@@ -195,7 +195,7 @@ impl fmt::Display for Version {
         )?;
         writeln!(
             f,
-            "  {:<10} {:<8} {:>9} {:>7} {:>8} {:>8} {:>7} {:>7} {:>7}",
+            "  {:<12} {:<8} {:>9} {:>7} {:>8} {:>8} {:>7} {:>7} {:>7}",
             "scenario",
             "verdict",
             "requests",
@@ -209,7 +209,7 @@ impl fmt::Display for Version {
         for s in &self.scenarios {
             writeln!(
                 f,
-                "  {:<10} {:<8} {:>9} {:>7} {:>8} {:>8} {:>7} {:>7} {:>7.1}",
+                "  {:<12} {:<8} {:>9} {:>7} {:>8} {:>8} {:>7} {:>7} {:>7.1}",
                 s.name,
                 s.verdict,
                 num(s.requests),

@@ -3,29 +3,16 @@
 # not stay behind in the unit. Records what the operator sees: systemctl
 # reload's rc, ReloadResult, systemctl status lines. Then the good binary
 # comes back and a reload must succeed again.
-#
-# The broken binary is broken only as a server: when systemd runs it as a
-# control process ($MAINPID is set, e.g. ExecReload=@BIN exuvia-reload …,
-# the service binary as its own reload client) it runs the good binary under
-# the unit's argv[0], so the reload really starts an upgrade.
+# The broken binary is broken only as a successor (stand_in, faults.sh).
 # Expected `systemctl reload` rc: non-zero when ExecReload= waits for the
 # verdict (`… --wait`), else 0 (a plain notify-reload unit: systemd only sees
 # READY=1 from the old process).
+# shellcheck source=/dev/null
+source /run/exuvia-vm/faults.sh
 needs_binary broken
-reload_cmd=$(prop ExecReload)
-want_rc=zero
-[[ $reload_cmd == *--wait* ]] && want_rc=nonzero
-reload_argv0=$(sed -n 's/.*argv\[\]=\([^ ;]*\).*/\1/p' <<<"$reload_cmd" | head -1)
-cp "$BIN" "$WORK/good-binary"
-for kind in exit hang; do
-  case $kind in
-    exit) act='echo "broken successor: exiting 1" >&2; exit 1' ;;
-    hang) act='echo "broken successor: hanging" >&2; exec sleep 3600' ;;
-  esac
-  # shellcheck disable=SC2016 # $MAINPID and $@ are for the generated script
-  printf '#!/bin/bash\nif [[ -n ${MAINPID:-} ]]; then exec -a %q %q "$@"; fi\n%s\n' \
-    "${reload_argv0:-$BIN}" "$WORK/good-binary" "$act" >"$WORK/broken-$kind"
-done
+want_rc=$(want_failed_reload_rc)
+stand_in broken-exit 'echo "broken successor: exiting 1" >&2; exit 1'
+stand_in broken-hang 'echo "broken successor: hanging" >&2; exec sleep 3600'
 load_start echo "$MODE" "$CONNECTIONS"
 sleep 0.5
 at_most_one_proc() { (($(cgroup_procs) <= 1)); }
@@ -40,8 +27,7 @@ for kind in exit hang; do
   metric "broken_${kind}" "rc=$R_RC ms=$R_MS reload_result=${rr:-n/a} status='$status'"
   check "broken_${kind}_old_stays_main" "$([[ $R_NEW == "$pid0" && $R_INV == "$INV0" && $R_STATE == active/running && $R_NR == "$NR0" ]] && echo 1 || echo 0)" "$(reload_fields)"
   check "broken_${kind}_status_text" "$([[ $status == *"upgrade failed"* ]] && echo 1 || echo 0)" "status='$status'"
-  if [[ $want_rc == zero ]]; then rc_ok=$([[ $R_RC == 0 ]] && echo 1 || echo 0); else rc_ok=$([[ $R_RC != 0 ]] && echo 1 || echo 0); fi
-  check "broken_${kind}_reload_rc" "$rc_ok" "rc=$R_RC want=$want_rc"
+  check "broken_${kind}_reload_rc" "$(rc_is "$R_RC" "$want_rc" && echo 1 || echo 0)" "rc=$R_RC want=$want_rc"
   # A hung successor must not be left behind in the unit's cgroup.
   wait_for 5 at_most_one_proc || true
   check "broken_${kind}_no_stray_process" "$([[ $(cgroup_procs) -le 1 ]] && echo 1 || echo 0)" "procs=$(cgroup_procs)"

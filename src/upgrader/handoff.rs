@@ -1,12 +1,12 @@
-//! The hand-off's calls on the service's handle and builder.
+//! The hand-off's methods of [`Builder`] and [`Exuvia`] (the protocol: `handoff/`).
 
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-use super::{Adoptions, Transferable};
+use super::{Builder, Exuvia};
 use crate::error::Error;
+use crate::handoff::{Adoptions, Transferable, Transfers};
 use crate::lifecycle::Phase;
-use crate::{Builder, Exuvia};
 
 impl Builder {
     /// How long the old generation may spend handing live connections to its successor
@@ -26,6 +26,11 @@ impl Builder {
 }
 
 impl Exuvia {
+    /// A handle that makes [`Transferable`]s, for handlers that do not see the [`Exuvia`].
+    pub fn transfers(&self) -> Transfers {
+        Transfers::new(self.shared().board.clone())
+    }
+
     /// Marks a connection accepted on `listener` as one this generation may hand to its
     /// successor at the next upgrade (see [`crate::handoff`]).
     pub fn transferable(&self, listener: &str) -> Transferable {

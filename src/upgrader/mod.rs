@@ -1,4 +1,5 @@
-//! The service's handle: declare sockets by name, say `ready`, upgrade, drain.
+//! The service's handle: declare sockets by name, say `ready`, upgrade, drain. The methods
+//! for hooks and the hand-off of live connections are in `hooks.rs` and `handoff.rs` here.
 
 use std::ffi::OsString;
 use std::io;
@@ -24,6 +25,9 @@ use crate::manifest::FdKind;
 use crate::notify::{Notifier, Silent};
 use crate::request::{Request, Upgraded, Waiter};
 use crate::sockets;
+
+mod handoff;
+mod hooks;
 
 /// Configures and starts exuvia. Defaults: upgrade on SIGHUP, stop on SIGTERM/SIGINT,
 /// 60 s for a successor to become ready, drain with a soft deadline of 0 s (ask connections

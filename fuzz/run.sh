@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Builds the fuzz targets once and runs each for a bounded time, one after the other, from the
+# committed corpus and the seeds; prints executions and coverage per target and fails on the
+# first crash (its reproducer is left under fuzz/artifacts/TARGET/).
+#
+# Usage (from anywhere): bash fuzz/run.sh [--seconds N] [--runs N] [--work DIR] [TARGET...]
+#   --seconds N  time per target (default 30)
+#   --runs N     stop a target after N executions instead (with --seconds as the time bound)
+#   --work DIR   where new inputs go (default fuzz/target/run-corpus; the committed corpus is
+#                only read)
+# Needs a nightly toolchain and cargo-fuzz (CI installs both, see .ci/run).
+set -euo pipefail
+cd "$(dirname "$0")"
+seconds=30 runs=-1 work=target/run-corpus
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --seconds) seconds=$2; shift 2 ;;
+    --runs) runs=$2; shift 2 ;;
+    --work) work=$2; shift 2 ;;
+    *) break ;;
+  esac
+done
+all=(manifest channel_message handoff activation control_request control_answer timespan reload_args
+  notify http_response lint unit_render)
+if [[ $# -gt 0 ]]; then targets=("$@"); else targets=("${all[@]}"); fi
+
+dict_for() {
+  case $1 in
+    control_request | control_answer) echo dict/control.dict ;;
+    *) echo "dict/$1.dict" ;;
+  esac
+}
+
+# Safe Rust parsers: AddressSanitizer would only slow them down; overflow checks and debug
+# assertions stay on (cargo-fuzz's default), so an arithmetic overflow is a crash.
+cargo +nightly fuzz build --sanitizer none
+bin=target/x86_64-unknown-linux-gnu/release
+summary=()
+for t in "${targets[@]}"; do
+  mkdir -p "$work/$t" "artifacts/$t" "corpus/$t" "seeds/$t"
+  log=$work/$t.log
+  echo "=== fuzz $t (${seconds}s)"
+  if ! "$bin/$t" -max_total_time="$seconds" -runs="$runs" -dict="$(dict_for "$t")" \
+    -artifact_prefix="artifacts/$t/" -print_final_stats=1 \
+    "$work/$t" "corpus/$t" "seeds/$t" >"$log" 2>&1; then
+    tail -n 40 "$log"
+    echo "fuzz $t: CRASH — reproducer in fuzz/artifacts/$t/ (cargo +nightly fuzz run $t FILE)" >&2
+    exit 1
+  fi
+  runs_done=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+  secs=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$log")
+  cov=$(grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | sed -E 's/.*cov: ([0-9]+) ft: ([0-9]+).*/cov \1 ft \2/')
+  summary+=("$(printf '%-16s %12s runs %6ss  %s' "$t" "$runs_done" "$secs" "$cov")")
+done
+echo "=== fuzz summary"
+printf '  %s\n' "${summary[@]}"
