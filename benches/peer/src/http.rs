@@ -149,9 +149,10 @@ pub fn upgrades(kind: Kind, p: &Params, setup: &Setup, scratch: &Path) -> Result
         scratch,
     )?;
     let warm = Duration::from_millis(300);
-    let secs = (warm + p.http_period * p.http_upgrades as u32 + Duration::from_millis(500))
-        .as_secs_f64()
-        .ceil() as u64;
+    // An upper bound only: wrk is stopped (SIGINT: it reports) 500 ms after the last upgrade,
+    // so every contender gets all its upgrades under load, however long each one takes.
+    let secs =
+        (warm + (p.http_period + Duration::from_secs(2)) * p.http_upgrades as u32).as_secs() + 5;
     let out = srv.dir.join("wrk.txt");
     let result = (|| {
         let pid = start_wrk(srv.addr(), p.http_conns, secs, &out)?;
@@ -167,6 +168,8 @@ pub fn upgrades(kind: Kind, p: &Params, setup: &Setup, scratch: &Path) -> Result
             }
             std::thread::sleep((t + p.http_period).saturating_duration_since(Instant::now()));
         }
+        std::thread::sleep(Duration::from_millis(500));
+        procfs::signal(pid, libc::SIGINT);
         let wrk = wait_wrk(pid, &out, Duration::from_secs(secs + 15))?;
         Ok(HttpRun { kind, samples, wrk })
     })();
