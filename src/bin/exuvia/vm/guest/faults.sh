@@ -52,6 +52,24 @@ find_successor() {
   return 1
 }
 
+# client_asking SECONDS: the reload client (a control process of the unit: it has $MAINPID)
+# holds a socket, so it has connected to the service and handles SIGTERM (it says "not
+# upgraded" and exits 0). In its first milliseconds after exec it cannot: a stop then kills
+# it and systemd records "Failed with result 'signal'" whatever the program does
+# (docs/systemd.md, "A stop or restart during a reload"). 1 if none does in time.
+client_asking() {
+  local deadline=$(($(now_ms) + $1 * 1000)) cg p
+  cg=/sys/fs/cgroup$(prop ControlGroup)
+  while (($(now_ms) < deadline)); do
+    while read -r p; do
+      tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -q '^MAINPID=' || continue
+      find "/proc/$p/fd" -mindepth 1 -lname 'socket:*' 2>/dev/null | grep -q . && return 0
+    done <"$cg/cgroup.procs"
+    sleep 0.01
+  done
+  return 1
+}
+
 # unread_from RECEIVER SENDER: SENDER wrote to RECEIVER over a private socket and RECEIVER
 # has not read it yet: a unix socket of RECEIVER has unread bytes and its peer is one of
 # SENDER's sockets. The handover channel carries, in order, the old main's manifest and
