@@ -83,7 +83,7 @@ Scenarios (--scenarios, comma separated, or all):
                 hand-off): a clean stop, nothing left running, start works after, no failed
                 request
 (kill-old, kill-new and stop-upgrade run a stand-in successor that starts the real binary
-1.5 s late, so they need --binary.)
+2.5 s late, so they need --binary.)
 
 Named only, not part of all:
   wrk           wrk (HTTP/1.1 keep-alive, no retries; the Debian package, added to the guest)

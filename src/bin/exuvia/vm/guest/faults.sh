@@ -22,7 +22,8 @@ stand_in() {
 
 # The slow successor of the fault scenarios: SLOW_S seconds before the real binary runs
 # (then it is the real successor: same pid, same fds, same arguments).
-SLOW_S=1.5
+# Wide enough that a loaded CI machine still sees it waiting (1.5 s was missed once under load).
+SLOW_S=2.5
 slow_stand_in() {
   # shellcheck disable=SC2016 # "$@" is for the generated script
   stand_in slow "sleep $SLOW_S; exec -a $(printf %q "$BIN") $(printf %q "$WORK/good-binary") \"\$@\""
