@@ -8,7 +8,9 @@
 #   --runs N     stop a target after N executions instead (with --seconds as the time bound)
 #   --work DIR   where new inputs go (default fuzz/target/run-corpus; the committed corpus is
 #                only read)
-# Needs a nightly toolchain and cargo-fuzz (CI installs both, see .ci/run).
+# Needs cargo-fuzz and a nightly toolchain; without one (`rustup toolchain list` names none),
+# the default toolchain builds with RUSTC_BOOTSTRAP=1, which lets stable take the nightly-only
+# flags cargo-fuzz passes (-Zsanitizer=…, -Cpasses=sancov-module).
 set -euo pipefail
 cd "$(dirname "$0")"
 seconds=30 runs=-1 work=target/run-corpus
@@ -31,9 +33,17 @@ dict_for() {
   esac
 }
 
+if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+  fuzz=(cargo +nightly fuzz)
+else
+  echo "fuzz: no nightly toolchain; building with $(rustc --version) and RUSTC_BOOTSTRAP=1"
+  export RUSTC_BOOTSTRAP=1
+  fuzz=(cargo fuzz)
+fi
+
 # Safe Rust parsers: AddressSanitizer would only slow them down; overflow checks and debug
 # assertions stay on (cargo-fuzz's default), so an arithmetic overflow is a crash.
-cargo +nightly fuzz build --sanitizer none
+"${fuzz[@]}" build --sanitizer none
 bin=target/x86_64-unknown-linux-gnu/release
 summary=()
 for t in "${targets[@]}"; do
@@ -44,7 +54,7 @@ for t in "${targets[@]}"; do
     -artifact_prefix="artifacts/$t/" -print_final_stats=1 \
     "$work/$t" "corpus/$t" "seeds/$t" >"$log" 2>&1; then
     tail -n 40 "$log"
-    echo "fuzz $t: CRASH — reproducer in fuzz/artifacts/$t/ (cargo +nightly fuzz run $t FILE)" >&2
+    echo "fuzz $t: CRASH — reproducer in fuzz/artifacts/$t/ (${fuzz[*]} run --sanitizer none $t FILE)" >&2
     exit 1
   fi
   runs_done=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
