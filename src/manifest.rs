@@ -35,8 +35,7 @@ pub const OLDEST_READABLE: u32 = 1;
 const MAGIC: &str = "exuvia-handover";
 /// At most this many fds travel, in every format: what format 1 allowed, so whatever a
 /// format-1 predecessor handed over can be handed on. More than one `SCM_RIGHTS` message
-/// carries (the kernel's `SCM_MAX_FD`, 253) travel in several
-/// ([`crate::channel::Channel::send_with_many_fds`]).
+/// carries (the kernel's `SCM_MAX_FD`, 253) travel in several (docs/handover.md).
 pub const MAX_ENTRIES: usize = 256;
 /// Upper bound for the opaque state blob.
 pub const MAX_STATE_LEN: usize = 64 << 20;
