@@ -46,31 +46,24 @@ impl<T: AsFd + Send + Sync + 'static> Listener<T> {
         Listener { slot }
     }
 
-    /// Waits until the socket is readable; `None` once accepting has stopped.
-    fn wait(&self) -> io::Result<Option<Guard<'_, T>>> {
-        let guard = self.slot.inner.read().unwrap_or_else(|e| e.into_inner());
-        let Some((sock, _)) = guard.as_ref() else {
-            return Ok(None);
-        };
-        let fds: [BorrowedFd<'_>; 2] = [sock.as_fd(), self.slot.life.stop_fd()];
-        let ready = crate::sys::poll_many(&fds, None)?;
-        if ready[1] {
-            return Ok(None);
-        }
-        Ok(Some(guard))
-    }
-
+    /// Runs `op` until it succeeds, accepting stops, or the socket breaks. The socket is
+    /// tried first and polled (next to the stop eventfd) only when it has nothing ready: a
+    /// busy server makes one system call per accept, as a plain one does.
     fn with_io<R>(&self, mut op: impl FnMut(&T) -> io::Result<R>) -> io::Result<Option<R>> {
         let mut backoff = Backoff::default();
         loop {
-            let Some(guard) = self.wait()? else {
-                return Ok(None);
-            };
+            let guard: Guard<'_, T> = self.slot.inner.read().unwrap_or_else(|e| e.into_inner());
             let Some((sock, _)) = guard.as_ref() else {
                 return Ok(None);
             };
             match op(sock) {
                 Ok(r) => return Ok(Some(r)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let fds: [BorrowedFd<'_>; 2] = [sock.as_fd(), self.slot.life.stop_fd()];
+                    if crate::sys::poll_many(&fds, None)?[1] {
+                        return Ok(None);
+                    }
+                }
                 Err(e) if retry(&e) => continue,
                 Err(e) if exhausted(&e) => {
                     drop(guard);

@@ -55,6 +55,11 @@ pub(crate) fn take_over(
     let channel = Channel::from_fd(adopted.remove(0));
     match read_manifest(&channel, registry) {
         Ok((manifest, state)) => {
+            tracing::debug!(
+                generation = manifest.generation + 1,
+                t_manifest = sys::monotonic_usec(),
+                "manifest and listeners read"
+            );
             if !manifest.skipped.is_empty() {
                 tracing::info!(skipped = ?manifest.skipped, "manifest extensions this build does not know; ignored");
             }
@@ -168,6 +173,10 @@ impl Predecessor {
             _ if adopts_connections => vec![CAP_CONNECTIONS.to_owned()],
             _ => Vec::new(),
         };
+        tracing::debug!(
+            t_ready_sent = sys::monotonic_usec(),
+            "telling the previous generation: ready"
+        );
         self.channel.send_msg(&Message::Ready { caps })
     }
 

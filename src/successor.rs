@@ -101,6 +101,8 @@ pub(crate) fn spawn(plan: Plan<'_>) -> Result<Successor, UpgradeError> {
     }
     // SAFETY: run_in_child only makes async-signal-safe calls on memory prepared above.
     unsafe { cmd.pre_exec(move || fork.run_in_child()) };
+    // Timeline (CLOCK_MONOTONIC µs, see the debug event below): one clock read each.
+    let t_fork = sys::monotonic_usec();
     let mut intermediate = cmd.spawn().map_err(|e| match e.kind() {
         io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied => UpgradeError::Executable {
             path: plan.exe.clone(),
@@ -111,12 +113,16 @@ pub(crate) fn spawn(plan: Plan<'_>) -> Result<Successor, UpgradeError> {
             source: e,
         },
     })?;
+    // `spawn` returns once the successor has exec'd (std waits for its exec pipe to close),
+    // by when the intermediate has exited too.
+    let t_exec = sys::monotonic_usec();
     drop(ch);
     drop(report_tx);
     // The intermediate exits right after reporting; reaping it leaves no zombie.
     let status = intermediate
         .wait()
         .map_err(spawn_step("waiting for the intermediate process"))?;
+    let t_reaped = sys::monotonic_usec();
     if !status.success() {
         return Err(UpgradeError::Spawn {
             step: "forking the successor from the intermediate process",
@@ -129,6 +135,14 @@ pub(crate) fn spawn(plan: Plan<'_>) -> Result<Successor, UpgradeError> {
         Some(fd) => fd,
         None => sys::pidfd_open(pid).map_err(spawn_step("opening a pidfd on the successor"))?,
     };
+    tracing::debug!(
+        phase = "spawn",
+        successor_pid = pid,
+        t_fork,
+        t_exec,
+        t_reaped,
+        "successor exec'd; intermediate process reaped"
+    );
     let successor = Successor {
         pid,
         pidfd,

@@ -22,26 +22,28 @@
 //! # Ok(()) }
 //! ```
 
-use std::future::Future;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::ToSocketAddrs;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use ::tokio::io::unix::AsyncFd;
 use ::tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::drain::DrainReport;
 use crate::error::{Error, UpgradeError};
-use crate::lifecycle::{DrainReason, OpenGuard, Phase, Slot};
+use crate::lifecycle::{DrainReason, Phase};
 use crate::manifest::FdKind;
 use crate::{Builder, Upgraded};
 
 mod accept;
+mod connections;
+mod listener;
+
+pub use connections::Connections;
+pub use listener::Listener;
 
 /// The async handle; wraps the runtime-free [`crate::Exuvia`].
 pub struct Exuvia {
@@ -235,244 +237,4 @@ fn nonblocking(fd: OwnedFd) -> Result<OwnedFd, Error> {
         .set_nonblocking(true)
         .map_err(Error::io("setting O_NONBLOCK"))?;
     Ok(fd)
-}
-
-/// Connection tasks of this generation.
-#[derive(Clone, Default)]
-pub struct Connections {
-    tracker: TaskTracker,
-    finish: CancellationToken,
-    cut: CancellationToken,
-}
-
-impl Connections {
-    /// Spawns a connection task; it is dropped (closing its connection) at the hard deadline.
-    pub fn spawn<F>(&self, fut: F) -> ::tokio::task::JoinHandle<()>
-    where
-        F: Future<Output = ()> + Send + 'static,
-    {
-        let cut = self.cut.clone();
-        self.tracker.spawn(async move {
-            ::tokio::select! {
-                _ = cut.cancelled() => {}
-                _ = fut => {}
-            }
-        })
-    }
-
-    /// Cancelled at the soft deadline: finish the current request, close idle keep-alives,
-    /// send GOAWAY.
-    pub fn finish_token(&self) -> CancellationToken {
-        self.finish.clone()
-    }
-
-    /// Counts as one connection for the drain until dropped, wherever it travels (the HTTP
-    /// adapter keeps one in each socket, so an upgraded WebSocket is still waited for).
-    #[cfg(feature = "hyper")]
-    pub(crate) fn token(&self) -> tokio_util::task::task_tracker::TaskTrackerToken {
-        self.tracker.token()
-    }
-
-    /// Cancelled at the hard deadline.
-    #[cfg(feature = "hyper")]
-    pub(crate) fn cut_token(&self) -> CancellationToken {
-        self.cut.clone()
-    }
-
-    /// Spawns a task that is dropped at the hard deadline but not counted: the caller counts
-    /// what it serves with a [`token`](Self::token).
-    #[cfg(feature = "hyper")]
-    pub(crate) fn spawn_uncounted<F>(&self, fut: F)
-    where
-        F: Future<Output = ()> + Send + 'static,
-    {
-        let cut = self.cut.clone();
-        ::tokio::spawn(async move {
-            ::tokio::select! {
-                _ = cut.cancelled() => {}
-                _ = fut => {}
-            }
-        });
-    }
-
-    /// Tasks still running.
-    pub fn active(&self) -> usize {
-        self.tracker.len()
-    }
-
-    async fn drain(&self, reason: DrainReason, soft: Duration, hard: Duration) -> DrainReport {
-        let start = Instant::now();
-        let open_at_start = self.tracker.len();
-        tracing::info!(
-            phase = "drain",
-            connections = open_at_start,
-            "draining connections"
-        );
-        self.tracker.close();
-        let mut cut = 0;
-        if ::tokio::time::timeout(soft, self.tracker.wait())
-            .await
-            .is_err()
-        {
-            self.finish.cancel();
-            tracing::info!(
-                phase = "drain",
-                connections = self.tracker.len(),
-                "soft deadline: asking connections to finish"
-            );
-            if ::tokio::time::timeout(hard.saturating_sub(soft), self.tracker.wait())
-                .await
-                .is_err()
-            {
-                cut = self.tracker.len();
-                self.cut.cancel();
-                tracing::warn!(
-                    phase = "drain",
-                    cut,
-                    "hard deadline: cut remaining connections"
-                );
-                let _ = ::tokio::time::timeout(Duration::from_secs(1), self.tracker.wait()).await;
-            }
-        }
-        self.finish.cancel();
-        DrainReport::finished(reason, open_at_start, cut, start)
-    }
-}
-
-/// An async listener (or UDP socket) that stops at the handover: `accept` returns `None`.
-pub struct Listener<T> {
-    slot: Arc<TokioSlot<T>>,
-}
-
-struct TokioSlot<T> {
-    inner: Mutex<Option<Arc<(T, OpenGuard)>>>,
-    stop: CancellationToken,
-}
-
-impl<T: Send + Sync> Slot for TokioSlot<T> {
-    fn close(&self) {
-        self.stop.cancel();
-        // Pending accepts hold their own `Arc` until they observe the cancellation, which
-        // happens on their next poll; then the socket closes and the open count drops.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).take();
-    }
-}
-
-impl<T: Send + Sync + 'static> Listener<T> {
-    fn new(sock: T, life: &Arc<crate::lifecycle::Lifecycle>) -> Listener<T> {
-        let slot = Arc::new(TokioSlot {
-            inner: Mutex::new(Some(Arc::new((sock, OpenGuard::new(life))))),
-            stop: CancellationToken::new(),
-        });
-        let as_slot: Arc<dyn Slot> = slot.clone();
-        life.add_slot(Arc::downgrade(&as_slot));
-        Listener { slot }
-    }
-
-    fn current(&self) -> Option<Arc<(T, OpenGuard)>> {
-        self.slot
-            .inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// Accepts until one succeeds, this generation stops accepting, or the listener breaks:
-    /// transient errors (see [`accept`]) are absorbed here so that no server ends on them.
-    async fn run<R, Fut>(&self, op: impl Fn(Arc<(T, OpenGuard)>) -> Fut) -> io::Result<Option<R>>
-    where
-        Fut: Future<Output = io::Result<R>>,
-    {
-        let mut backoff = crate::listener::Backoff::default();
-        let mut failures = 0u32;
-        loop {
-            let Some(sock) = self.current() else {
-                return Ok(None);
-            };
-            let wait = ::tokio::select! {
-                biased;
-                _ = self.slot.stop.cancelled() => return Ok(None),
-                r = op(sock) => match r {
-                    Ok(v) => {
-                        if failures > 0 {
-                            tracing::info!(failures, "accepting again after resource errors");
-                        }
-                        return Ok(Some(v));
-                    }
-                    Err(e) => match accept::classify(&e) {
-                        accept::Kind::Connection => {
-                            tracing::debug!(error = %e, "accept: a queued connection failed");
-                            continue;
-                        }
-                        accept::Kind::Exhausted => {
-                            failures += 1;
-                            backoff.next(&e)
-                        }
-                        accept::Kind::Fatal => return Err(e),
-                    },
-                },
-            };
-            // The socket `Arc` was released above, so a handover during the wait closes it.
-            ::tokio::select! {
-                biased;
-                _ = self.slot.stop.cancelled() => return Ok(None),
-                _ = ::tokio::time::sleep(wait) => {}
-            }
-        }
-    }
-
-    /// Cancelled when this generation stops accepting.
-    pub fn stopped(&self) -> CancellationToken {
-        self.slot.stop.clone()
-    }
-}
-
-impl Listener<::tokio::net::TcpListener> {
-    /// Accepts a connection; `Ok(None)` once this generation has stopped accepting.
-    ///
-    /// Transient errors never surface: a connection that died in the queue is skipped, and
-    /// running out of fds or memory (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`) is logged and
-    /// retried with a back-off of up to 0.5 s. An error returned here means the listener
-    /// itself is broken.
-    pub async fn accept(&self) -> io::Result<Option<(::tokio::net::TcpStream, SocketAddr)>> {
-        self.run(|l| async move { l.0.accept().await }).await
-    }
-
-    /// The bound address.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.current()
-            .map(|l| l.0.local_addr())
-            .unwrap_or_else(|| Err(io::ErrorKind::NotConnected.into()))
-    }
-}
-
-impl Listener<::tokio::net::UnixListener> {
-    /// Accepts a connection; `Ok(None)` once this generation has stopped accepting.
-    /// Transient errors are absorbed as for TCP.
-    pub async fn accept(&self) -> io::Result<Option<::tokio::net::UnixStream>> {
-        self.run(|l| async move { l.0.accept().await.map(|(s, _)| s) })
-            .await
-    }
-}
-
-impl Listener<::tokio::net::UdpSocket> {
-    /// Receives a datagram; `Ok(None)` once the successor has taken the socket over.
-    pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<Option<(usize, SocketAddr)>> {
-        let Some(sock) = self.current() else {
-            return Ok(None);
-        };
-        ::tokio::select! {
-            biased;
-            _ = self.slot.stop.cancelled() => Ok(None),
-            r = sock.0.recv_from(buf) => r.map(Some),
-        }
-    }
-
-    /// Sends a datagram while this process still holds the socket.
-    pub async fn send_to(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
-        match self.current() {
-            Some(s) => s.0.send_to(buf, to).await,
-            None => Err(io::ErrorKind::NotConnected.into()),
-        }
-    }
 }

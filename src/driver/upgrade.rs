@@ -236,6 +236,9 @@ impl Driver {
     /// **hand over**: make the successor main, stop accepting, let go of every listener.
     pub(super) fn hand_over(&mut self, f: InFlight) {
         let ready_at = Instant::now();
+        // Timeline of this upgrade in CLOCK_MONOTONIC µs (the "handover complete" event).
+        let t_ready = sys::monotonic_usec();
+        let t_trigger = t_ready.saturating_sub((ready_at - f.triggered).as_micros() as u64);
         // Live connections first, while this generation still accepts: if the successor dies
         // during the transfer, this generation has given up nothing else and serves on.
         let handed = if f
@@ -249,6 +252,7 @@ impl Driver {
             // The successor adopts nothing: connections stay here and drain.
             crate::handoff::GiveReport::default()
         };
+        let t_handed = sys::monotonic_usec();
         if handed.offered > 0 {
             tracing::info!(
                 phase = "hand over",
@@ -289,6 +293,7 @@ impl Driver {
         let all_closed = self.life().stop_accepting(Duration::from_secs(1));
         let closed = self.shared.registry().close_registered();
         let closed_after = ready_at.elapsed();
+        let t_closed = sys::monotonic_usec();
         if !all_closed {
             tracing::warn!("a listener was still held by the service 1 s after the handover");
         }
@@ -300,6 +305,7 @@ impl Driver {
             std::process::id()
         );
         self.notifier.handed_over(s.pid, s.pidfd.as_fd(), &status);
+        let t_announced = sys::monotonic_usec();
         if let Err(e) = s.send_complete() {
             tracing::debug!(error = %e, "successor did not take the completion message");
         }
@@ -316,6 +322,12 @@ impl Driver {
             ready_us = report.ready_after.as_micros() as u64,
             closed_us = report.closed_after.as_micros() as u64,
             fds_closed = closed,
+            handed_over = handed.handed_over as u64,
+            t_trigger,
+            t_ready,
+            t_handed,
+            t_closed,
+            t_announced,
             "handover complete"
         );
         stats().add(Counter::UpgradesHandedOver, 1);

@@ -1,4 +1,5 @@
-//! The four ways to replace a running echo server, and one upgrade measured from outside.
+//! The four ways to replace a running server (echo, UDP echo or HTTP), and one upgrade
+//! measured from outside.
 //!
 //! Every timing starts at the trigger (the SIGHUP for exuvia and ecdysis, the SIGTERM for a
 //! naive restart, the spawn of the second process for SO_REUSEPORT) and is taken on
@@ -36,11 +37,33 @@ impl Kind {
     }
 }
 
-/// Which binary and flags run a server; `Plain` is the throughput baseline.
+/// Which binary and flags run a server; `Plain` is the throughput baseline, `Before` the
+/// exuvia server built against another revision of the library (`--baseline DIR`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Build {
     Plain,
     Of(Kind),
+    Before,
+}
+
+/// What the server speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proto {
+    /// Line echo over TCP, one connection per request.
+    Echo,
+    /// Datagram echo over UDP.
+    Udp,
+    /// The axum app of `http_app.rs`.
+    Http,
+}
+
+/// Extra behaviour asked of an exuvia server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Extras {
+    /// Write the library's timeline to `DIR/timeline`.
+    pub timeline: bool,
+    /// Hand open connections to the successor.
+    pub handoff: bool,
 }
 
 /// Longest wait for any single step of an upgrade.
@@ -52,17 +75,24 @@ const PROC_SAMPLE_NS: u64 = 2_000_000;
 
 pub struct Setup {
     pub bins: PathBuf,
+    /// Binaries built against another revision of the library, for `Build::Before`.
+    pub baseline: Option<PathBuf>,
     pub drain_hard: Duration,
 }
 
 /// One running contender (its current generation and the files it shares with the driver).
 pub struct Server {
     pub build: Build,
+    pub proto: Proto,
     pub port: u16,
     pub current: i32,
-    dir: PathBuf,
+    /// Every process that was a generation of this server (to tell them from the rest).
+    pub generations: HashSet<i32>,
+    pub dir: PathBuf,
     marks: PathBuf,
     bins: PathBuf,
+    baseline: Option<PathBuf>,
+    extras: Extras,
     drain_hard: Duration,
 }
 
@@ -74,6 +104,13 @@ pub struct Sample {
     pub rss_old_kib: u64,
     pub rss_new_kib: u64,
     pub peak_live: usize,
+    /// Most live processes at one time that were not generations (the double fork's
+    /// intermediate, for exuvia) — sampled every 2 ms, so it can miss one shorter than that.
+    pub peak_extra: usize,
+    pub old_pid: i32,
+    pub new_pid: i32,
+    /// The trigger, CLOCK_MONOTONIC µs (to line up the servers' own timeline).
+    pub t0_us: u64,
     pub note: String,
 }
 
@@ -136,27 +173,51 @@ fn ms_since(t0: u64, t: u64) -> f64 {
     t.saturating_sub(t0) as f64 / 1e6
 }
 
+/// Answers as soon as the server serves what it speaks.
+fn probe(proto: Proto, port: u16) -> bool {
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    match proto {
+        Proto::Echo => {
+            load::request_once(&Target::Tcp(addr), "up?", Duration::from_millis(500)).is_ok()
+        }
+        Proto::Udp => crate::udp::probe(addr),
+        Proto::Http => crate::http::probe(addr),
+    }
+}
+
 impl Server {
-    pub fn start(build: Build, setup: &Setup, scratch: &Path) -> Result<Server, String> {
+    pub fn start(
+        build: Build,
+        proto: Proto,
+        extras: Extras,
+        setup: &Setup,
+        scratch: &Path,
+    ) -> Result<Server, String> {
         let port = free_port().map_err(|e| format!("no free port: {e}"))?;
-        let dir = scratch.join(format!("{build:?}-{port}").replace(['(', ')'], ""));
+        let dir = scratch.join(format!("{build:?}-{proto:?}-{port}").replace(['(', ')'], ""));
         let marks = dir.join("marks");
         std::fs::create_dir_all(&marks).map_err(|e| format!("{}: {e}", marks.display()))?;
         let mut s = Server {
             build,
+            proto,
             port,
             current: 0,
+            generations: HashSet::new(),
             dir,
             marks,
             bins: setup.bins.clone(),
+            baseline: setup.baseline.clone(),
+            extras,
             drain_hard: setup.drain_hard,
         };
         s.current = s.spawn()?;
-        let target = s.target();
+        s.generations.insert(s.current);
         let until = Instant::now() + STEP_LIMIT;
-        while load::request_once(&target, "up?", Duration::from_millis(500)).is_err() {
+        while !probe(proto, port) {
             if Instant::now() > until || procfs::gone(s.current) {
-                return Err(format!("{build:?} did not start serving on port {port}"));
+                return Err(format!(
+                    "{build:?} {proto:?} did not start serving on port {port}"
+                ));
             }
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -165,26 +226,56 @@ impl Server {
     }
 
     pub fn target(&self) -> Target {
-        Target::Tcp(([127, 0, 0, 1], self.port).into())
+        Target::Tcp(self.addr())
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        ([127, 0, 0, 1], self.port).into()
     }
 
     fn pid_file(&self) -> PathBuf {
         self.dir.join("pid")
     }
 
+    /// The timeline the exuvia servers write with `Extras::timeline`.
+    pub fn timeline_file(&self) -> PathBuf {
+        self.dir.join("timeline")
+    }
+
     fn spawn(&self) -> Result<i32, String> {
-        let (bin, extra): (&str, &[&str]) = match self.build {
-            Build::Plain | Build::Of(Kind::Naive) => ("echo-plain", &[]),
-            Build::Of(Kind::Reuseport) => ("echo-plain", &["--reuseport", "--term-drain"]),
-            Build::Of(Kind::Exuvia) => ("echo-exuvia", &[]),
-            Build::Of(Kind::Ecdysis) => ("echo-ecdysis", &[]),
+        let (plain, exuvia, ecdysis, proto_flag): (&str, &str, &str, &[&str]) = match self.proto {
+            Proto::Echo => ("echo-plain", "echo-exuvia", "echo-ecdysis", &[]),
+            Proto::Udp => ("echo-plain", "echo-exuvia", "", &["--udp"]),
+            Proto::Http => ("http-plain", "http-exuvia", "http-ecdysis", &[]),
         };
+        let (bin, extra): (&str, &[&str]) = match self.build {
+            Build::Plain | Build::Of(Kind::Naive) => (plain, &[]),
+            Build::Of(Kind::Reuseport) => (plain, &["--reuseport", "--term-drain"]),
+            Build::Of(Kind::Exuvia) | Build::Before => (exuvia, &[]),
+            Build::Of(Kind::Ecdysis) => (ecdysis, &[]),
+        };
+        if bin.is_empty() {
+            return Err(format!("no {:?} server for {:?}", self.proto, self.build));
+        }
+        let dir = match (self.build, &self.baseline) {
+            (Build::Before, Some(d)) => d,
+            (Build::Before, None) => return Err("Build::Before needs --baseline DIR".into()),
+            _ => &self.bins,
+        };
+        let mut flags: Vec<std::ffi::OsString> = Vec::new();
+        if self.extras.timeline {
+            flags.push("--timeline".into());
+            flags.push(self.timeline_file().into());
+        }
+        if self.extras.handoff {
+            flags.push("--handoff".into());
+        }
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.join("stderr.log"))
             .map_err(|e| e.to_string())?;
-        let child = Command::new(self.bins.join(bin))
+        let child = Command::new(dir.join(bin))
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--pid-file")
@@ -194,6 +285,8 @@ impl Server {
             .arg("--drain-hard")
             .arg(self.drain_hard.as_secs_f64().to_string())
             .args(extra)
+            .args(proto_flag)
+            .args(&flags)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -210,6 +303,7 @@ impl Server {
         let held = procfs::fds_holding(old, &inodes);
         let mut s = Sample {
             rss_old_kib: procfs::rss_kib(old).unwrap_or(0),
+            old_pid: old,
             ..Sample::default()
         };
         if held.is_empty() {
@@ -219,10 +313,14 @@ impl Server {
         take_marks(&self.marks);
         let kind = match self.build {
             Build::Of(k) => k,
+            Build::Before => Kind::Exuvia,
             Build::Plain => return s,
         };
         mark();
         let t0 = mono_ns();
+        s.t0_us = t0 / 1000;
+        // Live processes at each sample, judged once the new generation is known.
+        let mut samples: Vec<Vec<i32>> = Vec::new();
         let mut spawned = None;
         match kind {
             Kind::Exuvia | Kind::Ecdysis => procfs::signal(old, libc::SIGHUP),
@@ -254,6 +352,12 @@ impl Server {
                 serving = take_marks(&self.marks)
                     .into_iter()
                     .find(|(p, _)| *p != old && spawned.is_none_or(|sp| sp == *p));
+                // wrk's keep-alive connections stay on the old process until it closes them,
+                // so the new SO_REUSEPORT process sees a request only if someone sends one:
+                // the driver does, as a load balancer's health check would.
+                if serving.is_none() && kind == Kind::Reuseport && self.proto == Proto::Http {
+                    crate::http::probe(self.addr());
+                }
             }
             match kind {
                 // A restart starts the new process once the old one is gone, as systemd would.
@@ -271,7 +375,9 @@ impl Server {
                 _ => {}
             }
             if now >= next_sample {
-                s.peak_live = s.peak_live.max(procfs::descendants().0.len());
+                let live = procfs::descendants().0;
+                s.peak_live = s.peak_live.max(live.len());
+                samples.push(live);
                 next_sample = now + PROC_SAMPLE_NS;
             }
             let handed_over = match kind {
@@ -286,11 +392,22 @@ impl Server {
                 s.serving_ms = ms_since(t0, at);
                 s.closed_ms = ms_since(t0, c);
                 s.rss_new_kib = procfs::rss_kib(pid).unwrap_or(0);
+                s.new_pid = pid;
                 self.current = pid;
+                self.generations.insert(pid);
                 break;
             }
             std::thread::sleep(POLL);
         }
+        s.peak_extra = samples
+            .iter()
+            .map(|live| {
+                live.iter()
+                    .filter(|p| !self.generations.contains(p))
+                    .count()
+            })
+            .max()
+            .unwrap_or(0);
         s
     }
 

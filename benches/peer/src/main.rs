@@ -1,101 +1,37 @@
-//! Peer benchmark driver: the same echo server upgraded four ways (exuvia, ecdysis, naive
-//! stop/start, SO_REUSEPORT) under the same load (`exuvia_testing::load`), side by side in one run.
+//! Peer benchmark driver: the same servers upgraded four ways (exuvia, ecdysis, naive
+//! stop/start, SO_REUSEPORT) under the same load, side by side in one run: a line echo
+//! (`exuvia_testing::load`), a UDP echo (throughput), an axum app under `wrk`, exuvia's
+//! hand-off of open connections at scale, and instructions per accept under callgrind.
 //!
 //! ```text
-//! benches/peer/run.sh --quick    # seconds; exits 1 if exuvia fails any request (CI)
+//! benches/peer/run.sh --quick    # CI: exits 1 if exuvia fails any request
 //! benches/peer/run.sh --full     # the README numbers, written to benches/results/
 //! ```
 //!
 //! The driver is the servers' subreaper (as systemd is for a service), so every generation
 //! and every orphan stays below it: it counts them, reaps them, and kills only them.
 mod contender;
+mod handoff;
+mod http;
+mod instructions;
+mod opts;
 mod procfs;
 mod report;
 mod run;
 #[path = "server.rs"]
 mod server;
 mod svg;
+mod tables;
+mod timeline;
+mod udp;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use contender::{Kind, Setup};
-use run::Params;
-
-struct Opts {
-    full: bool,
-    params: Params,
-    only: Vec<Kind>,
-    out: Option<PathBuf>,
-    drain_hard: Duration,
-}
-
-const USAGE: &str = "peer [--quick|--full] [--upgrades N] [--paced N] [--period-ms MS] [--reps N] [--conns N] [--gap-ms MS] \
-[--rounds N] [--slice-ms MS] [--only exuvia,ecdysis,naive,reuseport] [--out DIR]";
-
-fn parse() -> Result<Opts, String> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let full = args.iter().any(|a| a == "--full");
-    let mut o = Opts {
-        full,
-        params: Params {
-            upgrades: if full { 334 } else { 5 },
-            paced: if full { 10 } else { 5 },
-            period: Duration::from_millis(if full { 1000 } else { 700 }),
-            reps: if full { 3 } else { 1 },
-            conns: if full { 32 } else { 16 },
-            gap: Duration::from_millis(if full { 30 } else { 50 }),
-            warmup: Duration::from_millis(300),
-            slice: Duration::from_millis(1000),
-            rounds: if full { 10 } else { 1 },
-        },
-        only: Kind::ALL.to_vec(),
-        out: None,
-        // Longer than any run, so a long-lived connection may stay on its old generation.
-        drain_hard: Duration::from_secs(900),
-    };
-    let mut it = args.into_iter();
-    while let Some(flag) = it.next() {
-        let mut num = |max: u64| -> Result<u64, String> {
-            let v = it.next().ok_or(format!("{flag} needs a value"))?;
-            v.parse::<u64>()
-                .ok()
-                .filter(|n| (1..=max).contains(n))
-                .ok_or(format!("{flag}: expected 1..={max}, got {v}"))
-        };
-        match flag.as_str() {
-            "--quick" | "--full" => {}
-            "--upgrades" => o.params.upgrades = num(10_000)? as usize,
-            "--paced" => o.params.paced = num(10_000)? as usize,
-            "--period-ms" => o.params.period = Duration::from_millis(num(60_000)?),
-            "--reps" => o.params.reps = num(20)? as usize,
-            "--conns" => o.params.conns = num(512)? as u32,
-            "--gap-ms" => o.params.gap = Duration::from_millis(num(10_000)?),
-            "--rounds" => o.params.rounds = num(100)? as usize,
-            "--slice-ms" => o.params.slice = Duration::from_millis(num(60_000)?),
-            "--only" => {
-                let v = it.next().ok_or("--only needs a value")?;
-                o.only = v
-                    .split(',')
-                    .map(|s| match s {
-                        "exuvia" => Ok(Kind::Exuvia),
-                        "ecdysis" => Ok(Kind::Ecdysis),
-                        "naive" => Ok(Kind::Naive),
-                        "reuseport" => Ok(Kind::Reuseport),
-                        _ => Err(format!("--only: unknown contender {s}")),
-                    })
-                    .collect::<Result<_, _>>()?;
-            }
-            "--out" => o.out = Some(it.next().ok_or("--out needs a value")?.into()),
-            "-h" | "--help" => return Err(USAGE.into()),
-            other => return Err(format!("unknown flag {other}\n{USAGE}")),
-        }
-    }
-    Ok(o)
-}
+use contender::{Kind, Proto, Setup};
 
 fn first_line(path: &str, key: &str) -> String {
     std::fs::read_to_string(path)
@@ -132,8 +68,37 @@ fn locked_version(lock: &Path, name: &str) -> String {
         .unwrap_or_else(|| "?".into())
 }
 
+/// The machine, in words: cores, CPU, memory, kernel, and how busy it was.
+fn machine(opts: &opts::Opts, load_start: &str) -> String {
+    let cpu = first_line("/proc/cpuinfo", "model name");
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mem = first_line("/proc/meminfo", "MemTotal");
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let load1: f64 = load_start
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    let busy = if load1 > 0.5 * cores as f64 {
+        "a busy machine: other jobs shared it"
+    } else {
+        "a quiet machine"
+    };
+    format!(
+        "{}{cores} cores ({cpu}), {mem} memory, Linux {}; load average {load_start} at start, {} at end ({busy})",
+        opts.machine
+            .as_ref()
+            .map(|m| format!("{m}: "))
+            .unwrap_or_default(),
+        kernel.trim(),
+        loadavg(),
+    )
+}
+
 fn main() -> ExitCode {
-    let opts = match parse() {
+    let opts = match opts::parse() {
         Ok(o) => o,
         Err(e) => {
             eprintln!("{e}");
@@ -155,17 +120,6 @@ fn main() -> ExitCode {
     );
     let ecdysis = locked_version(&manifest.join("Cargo.lock"), "ecdysis");
     let load_start = loadavg();
-
-    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) only changes this process's reaping role.
-    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
-        eprintln!("peer: cannot become a subreaper");
-        return ExitCode::FAILURE;
-    }
-    let stop_reaper = Arc::new(AtomicBool::new(false));
-    let reaper = {
-        let stop = stop_reaper.clone();
-        std::thread::spawn(move || procfs::reaper(&stop))
-    };
     let bins = match std::env::current_exe() {
         Ok(p) => p.parent().map(Path::to_path_buf).unwrap_or_default(),
         Err(e) => {
@@ -173,11 +127,47 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let scratch = std::env::temp_dir().join(format!("exuvia-peer-{}", std::process::id()));
+    let started = Instant::now();
+    let label = &opts.baseline_label;
+    let counts = match (opts.instructions, instructions::have_valgrind()) {
+        (true, true) => {
+            eprintln!("peer: counting instructions per operation under callgrind");
+            Some(instructions::measure(
+                &bins,
+                opts.baseline.as_ref(),
+                &scratch,
+            ))
+        }
+        (true, false) => {
+            eprintln!(
+                "peer: valgrind is not installed: no instruction counts (apt-get install valgrind)"
+            );
+            None
+        }
+        _ => None,
+    };
+    let wrk = opts.http && http::have_wrk();
+    if opts.http && !wrk {
+        eprintln!("peer: wrk is not installed: no HTTP round (apt-get install wrk)");
+    }
+
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) only changes this process's reaping role.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+        eprintln!("peer: cannot become a subreaper");
+        return ExitCode::FAILURE;
+    }
+    server::raise_nofile();
+    let stop_reaper = Arc::new(AtomicBool::new(false));
+    let reaper = {
+        let stop = stop_reaper.clone();
+        std::thread::spawn(move || procfs::reaper(&stop))
+    };
     let setup = Setup {
         bins,
+        baseline: opts.baseline.clone(),
         drain_hard: opts.drain_hard,
     };
-    let scratch = std::env::temp_dir().join(format!("exuvia-peer-{}", std::process::id()));
     let p = &opts.params;
     eprintln!(
         "peer: {} mode, {} upgrades × {} runs per contender, {} echo connections + 1 long-lived, load average {load_start}",
@@ -186,58 +176,87 @@ fn main() -> ExitCode {
         p.reps,
         p.conns
     );
-    let started = Instant::now();
     let mut results = report::Results {
         runs: Vec::new(),
         throughput: Vec::new(),
     };
-    let mut error = None;
-    'reps: for rep in 0..p.reps {
-        match run::throughput(p, &setup, &scratch, rep) {
-            Ok(t) => {
+    let (mut udp_tp, mut http_tp, mut http_runs, mut steps) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let error = (|| -> Result<(), String> {
+        for rep in 0..p.reps {
+            let t = run::throughput(Proto::Echo, p, &setup, &scratch, rep)?;
+            for x in &t {
+                eprintln!(
+                    "peer: run {rep}: {:?} {:.0} req/s without upgrades ({} failed), RSS {} KiB",
+                    x.build, x.rps, x.failed, x.rss_kib
+                );
+            }
+            results.throughput.push(t);
+            if opts.udp {
+                let t = run::throughput(Proto::Udp, p, &setup, &scratch, rep)?;
                 for x in &t {
                     eprintln!(
-                        "peer: run {rep}: {:?} {:.0} req/s without upgrades ({} failed), RSS {} KiB",
-                        x.build, x.rps, x.failed, x.rss_kib
+                        "peer: run {rep}: UDP {:?} {:.0} datagrams/s ({} lost)",
+                        x.build, x.rps, x.failed
                     );
                 }
-                results.throughput.push(t);
+                udp_tp.push(t);
             }
-            Err(e) => {
-                error = Some(e);
-                break;
-            }
-        }
-        let mut runs = Vec::new();
-        for i in 0..opts.only.len() {
-            let kind = opts.only[(i + rep) % opts.only.len()];
-            let t = Instant::now();
-            match run::upgrades(kind, p, &setup, &scratch) {
-                Ok(r) => {
+            if wrk && p.http_throughput {
+                let t = run::throughput(Proto::Http, p, &setup, &scratch, rep)?;
+                for x in &t {
                     eprintln!(
-                        "peer: run {rep}: {} {} upgrades in {:.1}s, {} failed requests ({:?}), {} retried, long-lived survived {:?}",
-                        kind.name(),
-                        r.samples.len(),
-                        t.elapsed().as_secs_f64(),
-                        r.echo.failed,
-                        r.echo.failures_by_kind,
-                        r.echo.retried,
-                        r.long.long_lived_survived
+                        "peer: run {rep}: HTTP {:?} {:.0} req/s ({} failed)",
+                        x.build, x.rps, x.failed
                     );
-                    if let Some(s) = r.samples.iter().find(|s| !s.completed) {
-                        eprintln!("peer:   incomplete upgrade: {}", s.note);
-                    }
-                    runs.push(r);
                 }
-                Err(e) => {
-                    error = Some(format!("{}: {e}", kind.name()));
-                    break 'reps;
-                }
+                http_tp.push(t);
             }
+            let mut runs = Vec::new();
+            for i in 0..opts.only.len() {
+                let kind = opts.only[(i + rep) % opts.only.len()];
+                let t = Instant::now();
+                let r = run::upgrades(kind, p, &setup, &scratch)
+                    .map_err(|e| format!("{}: {e}", kind.name()))?;
+                eprintln!(
+                    "peer: run {rep}: {} {} upgrades in {:.1}s, {} failed requests ({:?}), {} retried, long-lived survived {:?}",
+                    kind.name(),
+                    r.samples.len(),
+                    t.elapsed().as_secs_f64(),
+                    r.echo.failed,
+                    r.echo.failures_by_kind,
+                    r.echo.retried,
+                    r.long.long_lived_survived
+                );
+                if let Some(s) = r.samples.iter().find(|s| !s.completed) {
+                    eprintln!("peer:   incomplete upgrade: {}", s.note);
+                }
+                runs.push(r);
+            }
+            runs.sort_by_key(|r| Kind::ALL.iter().position(|k| *k == r.kind));
+            results.runs.push(runs);
         }
-        runs.sort_by_key(|r| Kind::ALL.iter().position(|k| *k == r.kind));
-        results.runs.push(runs);
-    }
+        if wrk {
+            for kind in opts.only.iter().copied() {
+                let r = http::upgrades(kind, p, &setup, &scratch)
+                    .map_err(|e| format!("HTTP {}: {e}", kind.name()))?;
+                eprintln!(
+                    "peer: HTTP {}: {} upgrades, {} requests, {} failed",
+                    kind.name(),
+                    r.samples.len(),
+                    r.wrk.requests,
+                    r.wrk.failed()
+                );
+                http_runs.push(r);
+            }
+            http_runs.sort_by_key(|r| Kind::ALL.iter().position(|k| *k == r.kind));
+        }
+        if opts.handoff && opts.only.contains(&Kind::Exuvia) {
+            steps = handoff::round(p, &setup, &scratch)?;
+        }
+        Ok(())
+    })()
+    .err();
     contender::kill_all_descendants();
     stop_reaper.store(true, Ordering::Relaxed);
     let _ = reaper.join();
@@ -251,23 +270,19 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
 
-    let cpu = first_line("/proc/cpuinfo", "model name");
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
-    let migrate = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_migrate_req").unwrap_or_default();
-    let machine = format!(
-        "{cores} cores ({cpu}), Linux {}, {rustc}, ecdysis {ecdysis}, exuvia {commit}; \
-         load average {load_start} at start, {} at end (shared machine); tcp_migrate_req={}",
-        kernel.trim(),
-        loadavg(),
-        migrate.trim()
+    let machine = machine(&opts, &load_start);
+    let software = format!(
+        "{rustc}, ecdysis {ecdysis}, exuvia {commit}; tcp_migrate_req={}",
+        std::fs::read_to_string("/proc/sys/net/ipv4/tcp_migrate_req")
+            .unwrap_or_default()
+            .trim()
     );
     let setup_line = format!(
-        "{} upgrades × {} runs per contender ({} paced at one per {} ms, the rest back to back with {} ms between them), \
+        "echo: {} upgrades × {} runs per contender ({} paced at one per {} ms, the rest back to back with {} ms between them), \
          {} echo connections (connect, one line, close) + 1 long-lived connection; \
-         throughput without upgrades: {} × {} ms slices per server per run; {:.0} s total",
+         throughput without upgrades: {} × {} ms slices per server per run; \
+         HTTP: wrk -c{} through {} upgrades per contender, one per {} ms; \
+         hand-off: {:?} open connections, {} upgrade(s) each, {} new connections/s; {:.0} s total",
         p.upgrades,
         p.reps,
         p.paced.min(p.upgrades),
@@ -276,11 +291,69 @@ fn main() -> ExitCode {
         p.conns,
         p.rounds,
         p.slice.as_millis(),
+        p.http_conns,
+        p.http_upgrades,
+        p.http_period.as_millis(),
+        p.handoff_sizes,
+        p.handoff_upgrades,
+        p.handoff_rate,
         started.elapsed().as_secs_f64()
     );
-    let table = results.table();
-    let targets = results.targets();
-    println!("{table}\n{targets}\nMachine: {machine}\nSetup: {setup_line}");
+    let exuvia_runs: Vec<_> = results.of_exuvia();
+    let mut md = format!(
+        "# Peer benchmark — {} mode\n\nMachine: {machine}\n\nSoftware: {software}\n\nSetup: {setup_line}\n\n\
+         ## Echo over TCP\n\n{}\nexuvia against the targets:\n\n{}\n",
+        if opts.full { "full" } else { "quick" },
+        results.table(),
+        results.targets(),
+    );
+    md.push_str(&format!(
+        "## Where an exuvia upgrade's milliseconds go\n\n{}\n",
+        timeline::table(&exuvia_runs)
+    ));
+    if !udp_tp.is_empty() {
+        md.push_str(&format!(
+            "## Echo over UDP\n\n{}\n",
+            tables::throughput(&udp_tp, "datagram", label)
+        ));
+    }
+    if !http_runs.is_empty() {
+        md.push_str(&format!(
+            "## HTTP: one axum app under wrk\n\n{}\n{}\n",
+            tables::http(&http_runs, &http_tp),
+            tables::throughput(&http_tp, "request", label)
+        ));
+    }
+    if !steps.is_empty() {
+        md.push_str(&format!(
+            "## Hand-off of open connections, at scale\n\n{}\n",
+            tables::handoff(&steps)
+        ));
+    }
+    if let Some(c) = &counts {
+        md.push_str(&format!(
+            "## Instructions per operation\n\n{}\n",
+            c.table(opts.baseline.as_ref().map(|_| label.as_str()))
+        ));
+    }
+    if opts.baseline.is_some() {
+        md.push_str(&format!(
+            "## This build against exuvia {label}\n\n{}\n",
+            tables::before_after(
+                &[
+                    ("echo", &results.throughput[..]),
+                    ("UDP", &udp_tp[..]),
+                    ("HTTP", &http_tp[..]),
+                ],
+                label
+            )
+        ));
+    }
+    md.push_str(&format!(
+        "Command: `benches/peer/run.sh {}`. Plots: `latest.svg` (echo), `http.svg`; every upgrade: `upgrades.csv`.\n",
+        if opts.full { "--full" } else { "--quick" },
+    ));
+    println!("{md}");
 
     let out = opts.out.clone().unwrap_or_else(|| {
         if opts.full {
@@ -289,33 +362,42 @@ fn main() -> ExitCode {
             manifest.join("target/quick-results")
         }
     });
-    let md = format!(
-        "# Peer benchmark — {} mode\n\n{table}\nexuvia against the targets:\n\n{targets}\nMachine: {machine}\n\nSetup: {setup_line}\n\n\
-         Command: `benches/peer/run.sh {}`. Plot: `latest.svg`; every upgrade: `upgrades.csv`.\n",
-        if opts.full { "full" } else { "quick" },
-        if opts.full { "--full" } else { "--quick" },
-    );
     let caption = format!(
-        "{} upgrades × {} runs per contender, {} echo connections + 1 long-lived; {cores} cores ({cpu}), Linux {}\n\
-         {rustc}, ecdysis {ecdysis}, exuvia {commit}; load average {load_start} at start (shared machine)",
-        p.upgrades,
-        p.reps,
-        p.conns,
-        kernel.trim()
+        "{} upgrades × {} runs per contender, {} echo connections + 1 long-lived\n{machine}",
+        p.upgrades, p.reps, p.conns,
     );
-    let written = std::fs::create_dir_all(&out)
-        .and_then(|_| std::fs::write(out.join("latest.md"), md))
+    let mut written = std::fs::create_dir_all(&out)
+        .and_then(|_| std::fs::write(out.join("latest.md"), &md))
         .and_then(|_| std::fs::write(out.join("latest.svg"), results.svg(&caption)))
         .and_then(|_| std::fs::write(out.join("upgrades.csv"), results.csv()));
+    if !http_runs.is_empty() {
+        let caption = format!(
+            "wrk -c{} through {} upgrades per contender, one per {} ms\n{machine}",
+            p.http_conns,
+            p.http_upgrades,
+            p.http_period.as_millis()
+        );
+        written = written
+            .and_then(|_| std::fs::write(out.join("http.svg"), http::svg(&http_runs, &caption)));
+    }
     if let Err(e) = written {
         eprintln!("peer: writing {}: {e}", out.display());
         return ExitCode::FAILURE;
     }
     eprintln!("peer: wrote {}", out.display());
-    if opts.only.contains(&Kind::Exuvia) && !results.exuvia_clean() {
-        eprintln!(
-            "peer: exuvia failed requests, lost its long-lived connection or did not complete an upgrade"
-        );
+    let http_clean = http_runs
+        .iter()
+        .filter(|r| r.kind == Kind::Exuvia)
+        .all(|r| r.wrk.failed() == 0 && r.samples.iter().all(|s| s.completed));
+    let handoff_clean = steps.iter().all(|r| {
+        r.paced_failed == 0
+            && r.steps
+                .iter()
+                .all(|s| s.idle_failed == 0 && s.sample.completed)
+    });
+    if opts.only.contains(&Kind::Exuvia) && !(results.exuvia_clean() && http_clean && handoff_clean)
+    {
+        eprintln!("peer: exuvia failed requests, lost a connection or did not complete an upgrade");
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS

@@ -58,6 +58,14 @@ impl Results {
             .collect()
     }
 
+    /// exuvia's upgrades, each with the timeline of the run it belongs to.
+    pub fn of_exuvia(&self) -> Vec<(&crate::contender::Sample, &crate::timeline::Events)> {
+        self.of(Kind::Exuvia)
+            .into_iter()
+            .flat_map(|r| r.samples.iter().map(move |s| (s, &r.timeline)))
+            .collect()
+    }
+
     fn per_rep(&self, k: Kind, f: impl Fn(&UpgradeRun) -> f64) -> Vec<f64> {
         self.of(k).into_iter().map(f).collect()
     }
@@ -245,6 +253,14 @@ impl Results {
                 0,
             )
         });
+        row("… of them not a generation (2 ms samples)", &|k| {
+            cell(
+                self.per_rep(k, |r| {
+                    r.samples.iter().map(|s| s.peak_extra).max().unwrap_or(0) as f64
+                }),
+                0,
+            )
+        });
         row("RSS old process, KiB (median)", &|k| {
             cell(
                 self.per_rep(k, |r| {
@@ -347,11 +363,14 @@ impl Results {
         out
     }
 
-    /// exuvia against the issue's targets.
+    /// exuvia against the targets (issue 16's: a quiet machine's numbers are what count).
     pub fn targets(&self) -> String {
         let k = Kind::Exuvia;
         let closed = self.pooled(k, |s| s.closed_ms);
+        let serving = self.pooled(k, |s| s.serving_ms);
+        let floor = self.pooled(Kind::Reuseport, |s| s.serving_ms);
         let (p50, p99) = (pct(&closed, 50.0), pct(&closed, 99.0));
+        let (serving50, floor50) = (pct(&serving, 50.0), pct(&floor, 50.0));
         let ratio = mmm(self.ratio(k)).1;
         let cpu = mmm(self.cpu_ratio(k)).1;
         let rss = mmm(self.rss_overhead(k)).1;
@@ -360,37 +379,45 @@ impl Results {
             .of(k)
             .iter()
             .all(|r| r.procs_end == (1, 0) && r.fds_end <= r.fds_start);
+        let extra = self
+            .of(k)
+            .iter()
+            .flat_map(|r| r.samples.iter().map(|s| s.peak_extra))
+            .max()
+            .unwrap_or(0);
         let verdict = |ok: bool| if ok { "met" } else { "**not met**" };
         let mut out = String::new();
         let n = self.upgrades(k);
         let failed = self.failed(k);
         let _ = writeln!(
             out,
-            "- 0 failed requests over 1000 upgrades: {failed} failed over {n} upgrades — {}",
-            if n < 1000 {
-                "too few upgrades in this run to judge".to_string()
-            } else {
-                verdict(failed == 0).to_string()
-            }
+            "- 0 failed requests: {failed} failed over {n} upgrades — {}",
+            verdict(failed == 0)
         );
         let _ = writeln!(
             out,
-            "- trigger → old listener closed p50 ≤ 10 ms, p99 ≤ 50 ms: p50 {p50:.1} ms, p99 {p99:.1} ms (all {} upgrades pooled) — {}",
+            "- old listener closed p50 within 1 ms of exuvia's successor serving p50 and ≤ 1.3 × a plain process start \
+             (SO_REUSEPORT's successor serving p50), p99 ≤ 20 ms: p50 {p50:.1} ms vs serving {serving50:.1} ms and process start {floor50:.1} ms, \
+             p99 {p99:.1} ms (all {} upgrades pooled) — {}",
             closed.len(),
-            verdict(p50 <= 10.0 && p99 <= 50.0)
+            verdict(p50 <= serving50 + 1.0 && p50 <= 1.3 * floor50 && p99 <= 20.0)
         );
         let _ = writeln!(
             out,
-            "- accept throughput ≥ 0.98 × plain tokio: req/s ratio {ratio:.3} (median of runs; wall-clock, as noisy as the shared machine) — {}; \
-             CPU-per-request ratio {cpu:.3} (median of runs) — {}",
-            verdict(ratio >= 0.98),
-            verdict(cpu >= 0.98)
+            "- CPU per request within 1 % of plain tokio: CPU-per-request ratio {cpu:.3} (median of runs) — {}; \
+             req/s ratio {ratio:.3} (wall-clock, as noisy as the machine)",
+            verdict(cpu >= 0.99)
         );
         let _ = writeln!(
             out,
-            "- library RSS overhead ≤ 256 KiB: {rss:+.0} KiB RSS (median of runs) — {}; of it private memory (RssAnon): {anon:+.0} KiB — {}",
-            verdict(rss <= 256.0),
-            verdict(anon <= 256.0)
+            "- library RSS over plain tokio ≤ 128 KiB: {rss:+.0} KiB RSS (median of runs) — {}; of it private memory (RssAnon): {anon:+.0} KiB — {}",
+            verdict(rss <= 128.0),
+            verdict(anon <= 128.0)
+        );
+        let _ = writeln!(
+            out,
+            "- peak processes ≤ generations alive + 1: at most {extra} process(es) beyond the generations in any 2 ms sample — {}",
+            verdict(extra <= 1)
         );
         let _ = writeln!(
             out,
@@ -407,14 +434,14 @@ impl Results {
 
     pub fn csv(&self) -> String {
         let mut out = String::from(
-            "rep,contender,upgrade,completed,serving_ms,old_closed_ms,rss_old_kib,rss_new_kib,peak_live,note\n",
+            "rep,contender,upgrade,completed,serving_ms,old_closed_ms,rss_old_kib,rss_new_kib,peak_live,peak_extra,note\n",
         );
         for (rep, runs) in self.runs.iter().enumerate() {
             for r in runs {
                 for (i, s) in r.samples.iter().enumerate() {
                     let _ = writeln!(
                         out,
-                        "{rep},{},{i},{},{:.3},{:.3},{},{},{},{}",
+                        "{rep},{},{i},{},{:.3},{:.3},{},{},{},{},{}",
                         r.kind.name(),
                         s.completed,
                         s.serving_ms,
@@ -422,6 +449,7 @@ impl Results {
                         s.rss_old_kib,
                         s.rss_new_kib,
                         s.peak_live,
+                        s.peak_extra,
                         s.note.replace(',', ";")
                     );
                 }
@@ -445,6 +473,11 @@ impl Results {
                 [pct(&s, 50.0), pct(&s, 99.0), pct(&c, 50.0), pct(&c, 99.0)]
             })
             .collect();
-        crate::svg::plot(&failures, &lat, caption)
+        crate::svg::plot(
+            "Upgrading an echo server under load: exuvia vs ecdysis vs naive restart vs SO_REUSEPORT",
+            &failures,
+            &lat,
+            caption,
+        )
     }
 }

@@ -1,11 +1,11 @@
 //! One repetition of each measurement: a contender under load through N upgrades, and the
-//! side-by-side throughput of all servers with no upgrade at all.
+//! side-by-side throughput of all servers with no upgrade at all (echo, UDP or HTTP).
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use exuvia_testing::load::{self, LoadConfig, LoadReport, Mode};
 
-use crate::contender::{Build, Kind, Sample, Server, Setup};
+use crate::contender::{Build, Extras, Kind, Proto, Sample, Server, Setup};
 use crate::procfs;
 
 #[derive(Clone, Debug)]
@@ -21,6 +21,16 @@ pub struct Params {
     pub warmup: Duration,
     pub slice: Duration,
     pub rounds: usize,
+    /// HTTP round: wrk connections, upgrades per contender, and their period.
+    pub http_conns: u32,
+    pub http_upgrades: usize,
+    pub http_period: Duration,
+    /// HTTP round: also wrk slices without upgrades (req/s and CPU against plain axum).
+    pub http_throughput: bool,
+    /// Hand-off round: open connections per step, upgrades per step, new connections/s.
+    pub handoff_sizes: Vec<usize>,
+    pub handoff_upgrades: usize,
+    pub handoff_rate: u32,
 }
 
 pub struct UpgradeRun {
@@ -34,6 +44,8 @@ pub struct UpgradeRun {
     pub fds_end: usize,
     /// Live processes and zombies left once the load stopped and old generations drained.
     pub procs_end: (usize, usize),
+    /// The servers' own timeline events (exuvia only).
+    pub timeline: crate::timeline::Events,
 }
 
 fn echo_load(srv: &Server, conns: u32, duration: Duration) -> Result<load::LoadHandle, String> {
@@ -76,7 +88,11 @@ pub fn upgrades(
     setup: &Setup,
     scratch: &Path,
 ) -> Result<UpgradeRun, String> {
-    let mut srv = Server::start(Build::Of(kind), setup, scratch)?;
+    let extras = Extras {
+        timeline: kind == Kind::Exuvia,
+        handoff: false,
+    };
+    let mut srv = Server::start(Build::Of(kind), Proto::Echo, extras, setup, scratch)?;
     let fds_start = quiet_fd_count(srv.current);
     let result = (|| {
         // The run ends by `stop`; the duration is only a backstop.
@@ -117,8 +133,10 @@ pub fn upgrades(
         let long = long.stop();
         let procs_end = settle();
         let fds_end = quiet_fd_count(srv.current);
+        let timeline = crate::timeline::read(&srv.timeline_file());
         Ok(UpgradeRun {
             kind,
+            timeline,
             samples,
             paced_rps,
             echo,
@@ -144,23 +162,54 @@ pub struct Throughput {
     pub failed: u64,
 }
 
+/// What one slice of load did.
+pub struct Slice {
+    pub ok: u64,
+    pub failed: u64,
+    pub elapsed: Duration,
+}
+
+/// One slice of the protocol's load against `srv`.
+fn load_slice(srv: &Server, conns: u32, slice: Duration) -> Result<Slice, String> {
+    match srv.proto {
+        Proto::Echo => {
+            let r = echo_load(srv, conns, slice)?.wait();
+            Ok(Slice {
+                ok: r.ok,
+                failed: r.failed,
+                elapsed: r.elapsed,
+            })
+        }
+        Proto::Udp => crate::udp::load(srv.addr(), conns, slice),
+        Proto::Http => crate::http::wrk_slice(srv.addr(), conns, slice),
+    }
+}
+
+/// The servers to compare without upgrades, per protocol (`Before` with `--baseline`).
+pub fn builds(proto: Proto, baseline: bool) -> Vec<Build> {
+    let mut b = vec![Build::Plain, Build::Of(Kind::Exuvia)];
+    if proto != Proto::Udp {
+        b.push(Build::Of(Kind::Ecdysis));
+    }
+    b.push(Build::Of(Kind::Reuseport));
+    if baseline {
+        b.push(Build::Before);
+    }
+    b
+}
+
 /// Every server runs at once; the load visits them in short slices, round-robin with a
 /// rotating order, so that drift in the machine's other load hits all of them alike.
 pub fn throughput(
+    proto: Proto,
     p: &Params,
     setup: &Setup,
     scratch: &Path,
     rep: usize,
 ) -> Result<Vec<Throughput>, String> {
-    let builds = [
-        Build::Plain,
-        Build::Of(Kind::Exuvia),
-        Build::Of(Kind::Ecdysis),
-        Build::Of(Kind::Reuseport),
-    ];
     let mut servers = Vec::new();
-    for b in builds {
-        match Server::start(b, setup, scratch) {
+    for b in builds(proto, setup.baseline.is_some()) {
+        match Server::start(b, proto, Extras::default(), setup, scratch) {
             Ok(s) => servers.push(s),
             Err(e) => {
                 for mut s in servers {
@@ -171,12 +220,16 @@ pub fn throughput(
             }
         }
     }
+    let conns = match proto {
+        Proto::Http => p.http_conns,
+        _ => p.conns,
+    };
     let mut totals = vec![(0u64, 0u64, Duration::ZERO, 0u64); servers.len()];
     let mut err = None;
     // One unmeasured slice each first: the first requests a fresh server (and the machine)
     // sees are slower, and without it that cost would always land on the same server.
     for s in &servers {
-        if let Err(e) = echo_load(s, p.conns, p.slice / 2).map(|h| h.wait()) {
+        if let Err(e) = load_slice(s, conns, p.slice / 2) {
             err = Some(e);
         }
     }
@@ -184,8 +237,8 @@ pub fn throughput(
         for i in 0..servers.len() {
             let k = (i + round + rep) % servers.len();
             let cpu0 = procfs::cpu_ticks(servers[k].current).unwrap_or(0);
-            let r = match echo_load(&servers[k], p.conns, p.slice) {
-                Ok(h) => h.wait(),
+            let r = match load_slice(&servers[k], conns, p.slice) {
+                Ok(r) => r,
                 Err(e) => {
                     err = Some(e);
                     break 'rounds;

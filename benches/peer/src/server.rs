@@ -1,6 +1,7 @@
-//! What the four echo servers share, so that they differ only in how they upgrade: flags,
-//! the echo handler, the listen backlog, and the one probe the driver needs from inside a
-//! server (the CLOCK_MONOTONIC time of its first accepted connection).
+//! What the servers share, so that they differ only in how they upgrade: flags, the echo
+//! handlers (TCP lines, UDP datagrams), the listen backlog, and the one probe the driver
+//! needs from inside a server (the CLOCK_MONOTONIC time of its first accepted connection or,
+//! for HTTP, its first answered request).
 #![allow(dead_code)]
 
 use std::io::Write;
@@ -25,6 +26,12 @@ pub struct Args {
     pub reuseport: bool,
     /// Plain server: on SIGTERM close the listener and drain (else SIGTERM kills at once).
     pub term_drain: bool,
+    /// Echo datagrams on a UDP socket instead of lines on TCP.
+    pub udp: bool,
+    /// exuvia: hand every open connection to the successor at an upgrade.
+    pub handoff: bool,
+    /// exuvia: write the library's timeline fields (`t_*`) to this file.
+    pub timeline: Option<PathBuf>,
 }
 
 pub fn parse_args() -> Result<Args, String> {
@@ -35,6 +42,9 @@ pub fn parse_args() -> Result<Args, String> {
         drain_hard: Duration::from_secs(30),
         reuseport: false,
         term_drain: false,
+        udp: false,
+        handoff: false,
+        timeline: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -54,6 +64,9 @@ pub fn parse_args() -> Result<Args, String> {
             }
             "--reuseport" => a.reuseport = true,
             "--term-drain" => a.term_drain = true,
+            "--udp" => a.udp = true,
+            "--handoff" => a.handoff = true,
+            "--timeline" => a.timeline = Some(value()?.into()),
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -105,6 +118,22 @@ pub fn write_pid_file(path: &std::path::Path) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, format!("{}\n", std::process::id()))?;
     std::fs::rename(tmp, path)
+}
+
+/// Raises the soft limit on open files to the hard one: the scale round holds 10 000
+/// connections.
+pub fn raise_nofile() {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
 }
 
 /// The protocol: every line comes back unchanged.

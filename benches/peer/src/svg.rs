@@ -50,21 +50,14 @@ fn nice_step(raw: f64) -> f64 {
 }
 
 /// `failures[k]` = (min, median, max) per contender; `lat[k]` = serving p50, p99, closed p50, p99.
-pub fn plot(failures: &[(f64, f64, f64)], lat: &[[f64; 4]], caption: &str) -> String {
+pub fn plot(title: &str, failures: &[(f64, f64, f64)], lat: &[[f64; 4]], caption: &str) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif">"#
     );
     let _ = writeln!(o, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
-    text(
-        &mut o,
-        W / 2.0,
-        24.0,
-        "middle",
-        16,
-        "Upgrading an echo server under load: exuvia vs ecdysis vs naive restart vs SO_REUSEPORT",
-    );
+    text(&mut o, W / 2.0, 24.0, "middle", 16, title);
     for (i, line) in caption.lines().enumerate() {
         text(
             &mut o,
