@@ -47,6 +47,9 @@ async fn run(args: support::Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut adopting = true;
     loop {
         tokio::select! {
+            // Adoptions first: a stop during the hand-off ends accepting right after the
+            // last commit, and what was committed must be served through the drain.
+            biased;
             a = adopted.next(), if adopting => match a {
                 Some(a) => {
                     if let Ok(stream) = TcpStream::from_fd(a.fd) {

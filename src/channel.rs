@@ -20,7 +20,13 @@ use crate::error::printable;
 const MAX_MSG: usize = 128 * 1024;
 /// State blobs travel in chunks of this size.
 const CHUNK: usize = 64 * 1024;
-/// Longest reason a failed successor can give (the rest is cut).
+/// Most fds one message carries: the kernel's `SCM_MAX_FD`.
+pub(crate) const MAX_FDS_PER_MESSAGE: usize = 253;
+/// The message that carries the fds beyond the first message's [`MAX_FDS_PER_MESSAGE`]
+/// (docs/handover.md, "What travels").
+const MORE_FDS: &[u8] = b"fds";
+/// Longest reason a failed successor can give, in characters as the old process reads it
+/// (control characters escaped); the rest is cut.
 const MAX_REASON: usize = 500;
 
 /// The protocol's messages other than the manifest and the state blob.
@@ -67,9 +73,7 @@ impl Message {
                 }
                 Ok(Message::Ready { caps })
             }
-            "failed" => Ok(Message::Failed(printable(
-                &rest.chars().take(MAX_REASON).collect::<String>(),
-            ))),
+            "failed" => Ok(Message::Failed(bounded_reason(rest))),
             "complete" if rest.is_empty() => Ok(Message::Complete),
             "stats" => crate::stats::parse_pairs(rest)
                 .map(Message::Stats)
@@ -77,6 +81,24 @@ impl Message {
             _ => Err(printable(&text.chars().take(80).collect::<String>())),
         }
     }
+}
+
+/// A `failed` reason as the old process hands it on: control characters escaped *first*, then
+/// cut to [`MAX_REASON`] characters between two escapes, so the reason re-encodes to itself
+/// (cutting first let an escaped reason grow past the bound, and re-encoding cut it again).
+fn bounded_reason(raw: &str) -> String {
+    let mut out = String::new();
+    let mut len = 0;
+    for c in raw.chars() {
+        let piece = printable(c.encode_utf8(&mut [0; 4]));
+        let n = piece.chars().count();
+        if len + n > MAX_REASON {
+            break;
+        }
+        out.push_str(&piece);
+        len += n;
+    }
+    out
 }
 
 /// One end of the channel.
@@ -136,6 +158,51 @@ impl Channel {
             ));
         }
         Ok(())
+    }
+
+    /// Sends `msg` with `fds` attached, as many as one message carries; the rest follow in
+    /// `fds` messages of up to [`MAX_FDS_PER_MESSAGE`] each, read by
+    /// [`recv_more_fds`](Self::recv_more_fds).
+    pub(crate) fn send_with_many_fds(&self, msg: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+        let mut parts = fds.chunks(MAX_FDS_PER_MESSAGE);
+        self.send_with_fds(msg, parts.next().unwrap_or_default())?;
+        parts.try_for_each(|part| self.send_with_fds(MORE_FDS, part))
+    }
+
+    /// Receives the `want` fds that follow a full first message in `fds` messages
+    /// ([`send_with_many_fds`](Self::send_with_many_fds)); anything else is an error.
+    pub(crate) fn recv_more_fds(
+        &self,
+        timeout: Option<Duration>,
+        want: usize,
+    ) -> io::Result<Vec<OwnedFd>> {
+        let mut out = Vec::with_capacity(want);
+        while out.len() < want {
+            let Some((msg, fds)) = self.recv_with_fds(timeout, MAX_FDS_PER_MESSAGE)? else {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "channel closed before every announced fd arrived",
+                ));
+            };
+            if msg != MORE_FDS || fds.is_empty() || out.len() + fds.len() > want {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "expected the rest of the announced fds (an `fds` message with at most {} fds), got {:?} with {} fds",
+                        want - out.len(),
+                        printable(
+                            &String::from_utf8_lossy(&msg)
+                                .chars()
+                                .take(80)
+                                .collect::<String>()
+                        ),
+                        fds.len()
+                    ),
+                ));
+            }
+            out.extend(fds);
+        }
+        Ok(out)
     }
 
     /// Sends a blob as a sequence of chunks (the receiver knows the total length).
@@ -274,6 +341,38 @@ mod tests {
     }
 
     #[test]
+    fn more_fds_than_one_message_carries_travel_in_several() {
+        let (a, b) = Channel::pair().unwrap();
+        let b = Channel::from_fd(b);
+        let ls: Vec<std::net::TcpListener> = (0..3)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let n = MAX_FDS_PER_MESSAGE * 2 + 3;
+        let fds: Vec<BorrowedFd<'_>> = (0..n).map(|i| ls[i % 3].as_fd()).collect();
+        a.send_with_many_fds(b"m", &fds).unwrap();
+        let t = Some(Duration::from_secs(1));
+        let (m, first) = b.recv_with_fds(t, MAX_FDS_PER_MESSAGE).unwrap().unwrap();
+        assert_eq!(
+            (m.as_slice(), first.len()),
+            (&b"m"[..], MAX_FDS_PER_MESSAGE)
+        );
+        let rest = b.recv_more_fds(t, n - first.len()).unwrap();
+        // Every fd arrived, in order.
+        for (i, fd) in first.into_iter().chain(rest).enumerate() {
+            let got = std::net::TcpListener::from(fd).local_addr().unwrap();
+            assert_eq!(got, ls[i % 3].local_addr().unwrap(), "fd {i}");
+        }
+        // Fewer than announced, or another message, is an error, not a wait or a guess.
+        a.send_with_many_fds(b"m", &fds[..MAX_FDS_PER_MESSAGE + 1])
+            .unwrap();
+        b.recv_with_fds(t, MAX_FDS_PER_MESSAGE).unwrap().unwrap();
+        let short = Some(Duration::from_millis(100));
+        assert!(b.recv_more_fds(short, 2).is_err());
+        a.send(b"complete").unwrap();
+        assert!(b.recv_more_fds(short, 1).is_err());
+    }
+
+    #[test]
     fn words_round_trip_and_garbage_is_quoted_printably() {
         for m in [
             Message::Ready { caps: vec![] },
@@ -290,6 +389,22 @@ mod tests {
         assert_eq!(
             Message::decode(b"failed a\x1b[2Jb"),
             Ok(Message::Failed("a\\u{1b}[2Jb".into()))
+        );
+        // Escaped, then bounded: a reason of control characters re-encodes to itself.
+        let mut controls = b"failed ".to_vec();
+        controls.extend([4u8; 101]);
+        let Ok(Message::Failed(r)) = Message::decode(&controls) else {
+            panic!("not a failed message");
+        };
+        assert_eq!(r, "\\u{4}".repeat(100));
+        assert_eq!(
+            Message::decode(&Message::Failed(r.clone()).encode()),
+            Ok(Message::Failed(r))
+        );
+        let long = format!("failed {}", "é".repeat(600));
+        assert_eq!(
+            Message::decode(long.as_bytes()),
+            Ok(Message::Failed("é".repeat(MAX_REASON)))
         );
         assert!(Message::decode(b"complete now").is_err());
         assert!(Message::decode(b"\x00\x01").unwrap_err().contains("\\u{0}"));

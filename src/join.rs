@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use crate::request::{Upgraded, Verdict};
 
-/// How long after a signal-started upgrade a control request still joins it.
+/// How long after a signal-started upgrade *finished* a control request still joins it
+/// (counted from the end: a request queued behind a slow hand-off is read only after it).
 pub(crate) const JOIN_WINDOW: Duration = Duration::from_secs(2);
 
 /// What a control request finds when it asks to join.
@@ -38,6 +39,8 @@ struct Window {
     /// `CLOCK_MONOTONIC` µs of the trigger, for the manifest.
     triggered_us: u64,
     verdict: Option<Verdict>,
+    /// When the verdict was known (the window is counted from here once it is).
+    ended: Option<Instant>,
 }
 
 impl JoinWindow {
@@ -47,13 +50,15 @@ impl JoinWindow {
             triggered: now,
             triggered_us: now_us,
             verdict: None,
+            ended: None,
         });
     }
 
     /// An upgrade finished; if the signal started it, keep the verdict for a late request.
-    pub(crate) fn finished(&mut self, verdict: &Verdict) {
+    pub(crate) fn finished(&mut self, verdict: &Verdict, now: Instant) {
         if let Some(w) = self.open.as_mut().filter(|w| w.verdict.is_none()) {
             w.verdict = Some(verdict.clone());
+            w.ended = Some(now);
         }
     }
 
@@ -69,15 +74,20 @@ impl JoinWindow {
     /// signal answers at most one request. A signal's upgrade still *running* is joined
     /// whatever its age (on a loaded machine `ExecReload=` can start seconds after the
     /// signal, and two upgrades for one reload would be wrong); a *finished* one only within
-    /// [`JOIN_WINDOW`], so a later, separate reload still upgrades.
+    /// [`JOIN_WINDOW`] of its end, so a later, separate reload still upgrades. Counting from
+    /// the end matters when the upgrade took longer than the window: the client's request,
+    /// sent while it ran, is read only after it ended (the loop was in the hand-off).
     pub(crate) fn claim(&mut self, now: Instant) -> Joined {
         match self.open.take() {
             Some(Window { verdict: None, .. }) => Joined::Running,
             Some(Window {
                 verdict: Some(v),
                 triggered,
+                ended,
                 ..
-            }) if now.saturating_duration_since(triggered) <= JOIN_WINDOW => Joined::Finished(v),
+            }) if now.saturating_duration_since(ended.unwrap_or(triggered)) <= JOIN_WINDOW => {
+                Joined::Finished(v)
+            }
             _ => Joined::Nothing,
         }
     }
@@ -98,6 +108,7 @@ impl JoinWindow {
             .map(|triggered| Window {
                 triggered,
                 triggered_us,
+                ended: None,
                 verdict: Some(Verdict::Upgraded(Upgraded {
                     ready_after: age,
                     ..me
@@ -133,26 +144,48 @@ mod tests {
 
         w.signal_started(t0, 1_000);
         let v = Verdict::Upgraded(up(7));
-        w.finished(&v);
+        w.finished(&v, t0);
         assert_eq!(w.running_trigger_us(), None);
         // A second verdict (an unrelated later upgrade) does not overwrite the signal's.
-        w.finished(&Verdict::Failed {
-            kind: FailureKind::Failed,
-            message: "x".into(),
-        });
+        w.finished(
+            &Verdict::Failed {
+                kind: FailureKind::Failed,
+                message: "x".into(),
+            },
+            t0,
+        );
         assert_eq!(w.claim(t0 + Duration::from_secs(1)), Joined::Finished(v));
         assert_eq!(w.claim(t0 + Duration::from_secs(1)), Joined::Nothing);
     }
 
     #[test]
-    fn the_window_closes_after_two_seconds() {
+    fn the_window_closes_two_seconds_after_the_upgrade_ended() {
         let t0 = Instant::now();
         let mut w = JoinWindow::default();
         w.signal_started(t0, 0);
-        w.finished(&Verdict::Upgraded(up(7)));
+        w.finished(&Verdict::Upgraded(up(7)), t0);
         assert_eq!(
             w.claim(t0 + JOIN_WINDOW + Duration::from_millis(1)),
             Joined::Nothing
+        );
+    }
+
+    #[test]
+    fn a_request_read_after_a_long_upgrade_still_joins_it() {
+        // Seen under systemd 257 (exuvia vm kill-new): the upgrade ran 2.2 s, the reload
+        // client's request was queued meanwhile and read right after the failure.
+        let t0 = Instant::now();
+        let mut w = JoinWindow::default();
+        w.signal_started(t0, 0);
+        let failed = Verdict::Failed {
+            kind: FailureKind::Failed,
+            message: "successor told to stop".into(),
+        };
+        let end = t0 + Duration::from_millis(2200);
+        w.finished(&failed, end);
+        assert_eq!(
+            w.claim(end + Duration::from_millis(1)),
+            Joined::Finished(failed)
         );
     }
 

@@ -17,7 +17,8 @@
 //! ```
 //!
 //! **Format 2** (this release writes it): the fds travel with the manifest's message as
-//! `SCM_RIGHTS`, in the order of the `fd` lines, so the successor owns exactly what it was
+//! `SCM_RIGHTS`, in the order of the `fd` lines (beyond 253, the rest in `fds` messages right
+//! after it), so the successor owns exactly what it was
 //! sent and can never mistake one of its own fds for an inherited one. Lines starting with
 //! `?` are extensions a reader may skip when it does not know them; any other unknown line is
 //! an error. **Format 1** (read only, for upgrades from releases that wrote it): the fds were
@@ -32,11 +33,10 @@ pub const PROTOCOL_VERSION: u32 = 2;
 /// The oldest format this build reads.
 pub const OLDEST_READABLE: u32 = 1;
 const MAGIC: &str = "exuvia-handover";
-/// At most this many fds travel: one `SCM_RIGHTS` message carries at most 253 (the kernel's
-/// `SCM_MAX_FD`), and no real service hands over more.
-pub const MAX_ENTRIES: usize = 253;
-/// What a format-1 manifest could carry.
-const MAX_ENTRIES_V1: usize = 256;
+/// At most this many fds travel, in every format: what format 1 allowed, so whatever a
+/// format-1 predecessor handed over can be handed on. More than one `SCM_RIGHTS` message
+/// carries (the kernel's `SCM_MAX_FD`, 253) travel in several (docs/handover.md).
+pub const MAX_ENTRIES: usize = 256;
 /// Upper bound for the opaque state blob.
 pub const MAX_STATE_LEN: usize = 64 << 20;
 
@@ -329,12 +329,7 @@ impl Manifest {
                 if self.entries.iter().any(|e| e.name == name) {
                     return Err("duplicate fd name".into());
                 }
-                let max = if self.version == 1 {
-                    MAX_ENTRIES_V1
-                } else {
-                    MAX_ENTRIES
-                };
-                if self.entries.len() >= max {
+                if self.entries.len() >= MAX_ENTRIES {
                     return Err("too many fds".into());
                 }
                 self.entries.push(Entry {

@@ -5,7 +5,7 @@ use std::ffi::OsStr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::Duration;
 
-use crate::channel::{Channel, Message};
+use crate::channel::{Channel, MAX_FDS_PER_MESSAGE, Message};
 use crate::error::HandoverError;
 use crate::fds::{Origin, Registry, check_kind};
 use crate::manifest::{self, Ancestor, Manifest, ManifestError};
@@ -85,8 +85,8 @@ fn read_manifest(
     channel: &Channel,
     registry: &mut Registry,
 ) -> Result<(Manifest, Option<Vec<u8>>), HandoverError> {
-    let (msg, fds) = channel
-        .recv_with_fds(Some(MANIFEST_TIMEOUT), manifest::MAX_ENTRIES)
+    let (msg, mut fds) = channel
+        .recv_with_fds(Some(MANIFEST_TIMEOUT), MAX_FDS_PER_MESSAGE)
         .map_err(HandoverError::Channel)?
         .ok_or(HandoverError::Closed)?;
     let text =
@@ -94,6 +94,14 @@ fn read_manifest(
     let manifest = Manifest::parse(text)?;
     let fds = match manifest.version {
         1 => adopt_format_1(&manifest, channel, fds)?,
+        // More than one message carries follow it (`Channel::send_with_many_fds`).
+        _ if fds.len() == MAX_FDS_PER_MESSAGE && manifest.entries.len() > fds.len() => {
+            let more = channel
+                .recv_more_fds(Some(MANIFEST_TIMEOUT), manifest.entries.len() - fds.len())
+                .map_err(HandoverError::Channel)?;
+            fds.extend(more);
+            fds
+        }
         _ => fds,
     };
     if fds.len() != manifest.entries.len() {
@@ -219,4 +227,49 @@ pub(crate) enum FromPredecessor {
     /// It exited (after `Complete`: its drain is over; before: nobody else holds the listeners).
     Gone,
     Unexpected(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fds::Origin;
+    use crate::manifest::{Entry, FdKind, MAX_ENTRIES};
+    use std::net::TcpListener;
+    use std::os::fd::BorrowedFd;
+
+    #[test]
+    fn as_many_fds_as_format_1_carried_arrive_in_order() {
+        let (old, new) = Channel::pair().unwrap();
+        let new = Channel::from_fd(new);
+        let ls: Vec<TcpListener> = (0..3)
+            .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let manifest = Manifest {
+            version: manifest::PROTOCOL_VERSION,
+            generation: 2,
+            entries: (0..MAX_ENTRIES)
+                .map(|i| Entry {
+                    name: format!("l{i}"),
+                    kind: FdKind::Tcp,
+                })
+                .collect(),
+            ..Manifest::default()
+        };
+        let fds: Vec<BorrowedFd<'_>> = (0..MAX_ENTRIES).map(|i| ls[i % 3].as_fd()).collect();
+        old.send_with_many_fds(manifest.encode().as_bytes(), &fds)
+            .unwrap();
+        let mut registry = Registry::default();
+        let (got, state) = read_manifest(&new, &mut registry).unwrap();
+        assert_eq!((got.entries, state), (manifest.entries, None));
+        for (i, l) in (0..MAX_ENTRIES).map(|i| (i, &ls[i % 3])) {
+            let (fd, origin) = registry
+                .claim_or_create(&format!("l{i}"), FdKind::Tcp, || {
+                    panic!("l{i} was not handed over")
+                })
+                .unwrap();
+            assert_eq!(origin, Some(Origin::Predecessor));
+            let addr = TcpListener::from(fd).local_addr().unwrap();
+            assert_eq!(addr, l.local_addr().unwrap(), "l{i}");
+        }
+    }
 }

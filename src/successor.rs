@@ -78,7 +78,7 @@ pub(crate) fn spawn(plan: Plan<'_>) -> Result<Successor, UpgradeError> {
     let fds: Vec<BorrowedFd<'_>> = plan.fds.iter().map(|(_, _, fd)| *fd).collect();
     // The manifest and its fds fit the socket buffer, so they are queued before the fork:
     // the successor reads them the moment it starts instead of waiting on this process.
-    ours.send_with_fds(manifest.encode().as_bytes(), &fds)
+    ours.send_with_many_fds(manifest.encode().as_bytes(), &fds)
         .map_err(spawn_step("queueing the manifest and the listeners"))?;
     // Sources are numbered above the target so dup2 clobbers nothing still needed.
     let ch = sys::dup_cloexec_at_least(theirs.as_fd(), CHANNEL_FD + 1)

@@ -294,6 +294,64 @@ fn fault_scenarios_state_what_they_need_first() {
     }
 }
 
+/// Scenario wrk (named only, not in `all`) says what it needs before anything starts: HTTP, a
+/// TCP port to send it to, scripts that exist, and the scenario its flag is for.
+#[test]
+fn wrk_states_what_it_needs_first() {
+    let s = Scratch::new("vm-wrk");
+    let unit = write(&s, "svc.service", SERVICE, 0o644);
+    let sock = write(&s, "svc.socket", &socket("127.0.0.1:8080"), 0o644);
+    let unix = write(&s, "unix/svc.socket", &socket("/run/svc.sock"), 0o644);
+    let lua = write(&s, "get.lua", "-- a wrk script\n", 0o644);
+    let units = ["--unit", p(&unit), "--unit", p(&sock)];
+    let missing = format!("{} post", p(&s.path("nope.lua")));
+    let with_lua = format!("{} post", p(&lua));
+    for (extra, hint) in [
+        (
+            &["--scenarios", "wrk"][..],
+            "scenario wrk sends HTTP/1.1 requests: use --mode http",
+        ),
+        (
+            &[
+                "--scenarios",
+                "wrk",
+                "--mode",
+                "http",
+                "--wrk-script",
+                &missing,
+            ][..],
+            "nope.lua is not a file; give 'FILE [ARG...]'",
+        ),
+        (
+            &["--mode", "http", "--wrk-script", &with_lua][..],
+            "--wrk-script is for scenario wrk: add it to --scenarios",
+        ),
+    ] {
+        let run = vm(&s, &[&units[..], extra].concat(), &[], &[]);
+        assert_refused(&run, &s, hint);
+    }
+    let run = vm(
+        &s,
+        &[
+            "--unit",
+            p(&unit),
+            "--unit",
+            p(&unix),
+            "--scenarios",
+            "wrk",
+            "--mode",
+            "http",
+        ],
+        &[],
+        &[],
+    );
+    assert_refused(
+        &run,
+        &s,
+        "scenario wrk sends HTTP to a TCP port, and svc.service listens on unix:/run/svc.sock",
+    );
+}
+
 #[test]
 fn without_root_it_says_so() {
     let s = Scratch::new("vm-noroot");

@@ -1,10 +1,10 @@
 //! How systemd's unit-file parser reads a text, written independently of the renderer so the
-//! two can be compared: lines end at `\n`, `\r\n`, `\r` or NUL; blank lines and lines starting
-//! with `#` or `;` are comments (also inside a continuation); a line ending in an unescaped
-//! backslash continues on the next one, the backslash becoming a space; `[Name]` opens a
-//! section; anything else must be `Key=Value`, both sides stripped of whitespace. A malformed
-//! section header makes the whole file fail to load; a line without `=` or an assignment before
-//! any section is ignored with a warning.
+//! two can be compared: lines end at `\n`, `\r`, NUL or a run of distinct ones ([`lines`]);
+//! blank lines and lines starting with `#` or `;` are comments (also inside a continuation); a
+//! line ending in an unescaped backslash continues on the next one, the backslash becoming a
+//! space; `[Name]` opens a section; anything else must be `Key=Value`, both sides stripped of
+//! whitespace. A malformed section header makes the whole file fail to load; a line without
+//! `=` or an assignment before any section is ignored with a warning.
 
 /// One section as systemd sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,30 +42,29 @@ pub fn continues(line: &str) -> bool {
     escaped
 }
 
-/// The physical lines of `text`, split where systemd's line reader splits them.
+/// The physical lines of `text`, split where systemd's line reader (`read_line_full`) splits
+/// them: a line ends at the first `\n`, `\r` or NUL, and the end takes in the markers right
+/// after it as long as none repeats and none follows a NUL (`\r\n`, `\n\r`, `\n\r\0` are one
+/// end each; `\n\n` and `\r\r` two).
 pub fn lines(text: &str) -> Vec<&str> {
     let mut out = Vec::new();
-    let bytes = text.as_bytes();
-    let (mut start, mut i) = (0, 0);
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\n' | b'\0' => {
-                out.push(&text[start..i]);
-                start = i + 1;
-            }
-            b'\r' => {
-                out.push(&text[start..i]);
-                if bytes.get(i + 1) == Some(&b'\n') {
-                    i += 1;
-                }
-                start = i + 1;
-            }
-            _ => {}
-        }
-        i += 1;
+    let mut rest = text;
+    while let Some(end) = rest.find(['\n', '\r', '\0']) {
+        out.push(&rest[..end]);
+        let mut seen = String::new();
+        let marker_len = rest[end..]
+            .chars()
+            .take_while(|c| {
+                let take =
+                    matches!(c, '\n' | '\r' | '\0') && !seen.contains(*c) && !seen.contains('\0');
+                seen.push(*c);
+                take
+            })
+            .count();
+        rest = &rest[end + marker_len..];
     }
-    if start < text.len() {
-        out.push(&text[start..]);
+    if !rest.is_empty() {
+        out.push(rest);
     }
     out
 }

@@ -164,12 +164,11 @@ fn unit_file(text: &str, unit: &UnitFile, spec: &Spec) {
     for d in unit.sections.iter().flat_map(|s| &s.directives) {
         unit_values::check(d.key, &d.value, &asked);
     }
-    let mut findings = lint::rules::check(
+    let findings = lint::rules::check(
         Path::new(&unit.file_name),
         &lint::parse::parse(text),
         spec.systemd,
     );
-    findings.retain(|f| !crate::known_open::lint_misses_key(&f.message));
     assert!(
         findings.is_empty(),
         "exuvia lint --systemd {} finds {:?} in {}:\n{text}",

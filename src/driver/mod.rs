@@ -102,6 +102,9 @@ pub(crate) struct Driver {
     took_over: bool,
     /// This successor was stopped before it took over and told its predecessor so.
     told_predecessor: bool,
+    /// A stop waits (until then) for the predecessor to commit or abort connections this
+    /// process accepted: committed ones are ours and must be served through the drain.
+    stop_at: Option<Instant>,
     ready: bool,
     inflight: Option<InFlight>,
     /// A trigger that arrived between our `ready` and the predecessor's `complete`.
@@ -129,6 +132,7 @@ impl Driver {
             main: false,
             took_over: false,
             told_predecessor: false,
+            stop_at: None,
             ready: false,
             inflight: None,
             deferred: None,
@@ -144,6 +148,11 @@ impl Driver {
 
     pub(super) fn draining_now(&self) -> bool {
         matches!(self.life().phase(), Phase::Draining(_))
+    }
+
+    /// Draining, or about to once the predecessor settles an offer (see `stop_at`).
+    pub(super) fn stopping(&self) -> bool {
+        self.draining_now() || self.stop_at.is_some()
     }
 
     pub(crate) fn run(mut self) {
@@ -217,6 +226,7 @@ impl Driver {
         let deadline = [
             self.inflight.as_ref().map(|f| f.deadline),
             self.next_watchdog,
+            self.stop_at,
         ]
         .into_iter()
         .flatten()
@@ -279,7 +289,7 @@ impl Driver {
 
     /// The stop signal: drain without a successor.
     fn stop(&mut self) {
-        if self.draining_now() {
+        if self.stopping() {
             tracing::info!("already draining; stop request ignored");
             return;
         }
@@ -302,7 +312,27 @@ impl Driver {
             // ours, and they drain here with the rest.
             p.send_failed(STOPPED_WHILE_TAKING_OVER);
             self.told_predecessor = true;
+            if self.shared.adopters.holding() {
+                // A commit may already be on its way (the predecessor reads our `failed`
+                // only after it): those connections would be ours, and an app that drained
+                // before they arrived would drop them. Keep accepting until it settles.
+                tracing::info!(
+                    phase = "hand over",
+                    "stop requested; draining once the previous generation settles its offer"
+                );
+                self.stop_at = Some(Instant::now() + self.cfg.handoff_timeout);
+                return;
+            }
         }
+        self.begin_drain();
+    }
+
+    /// The drain a stop starts: no longer main, stop accepting, let the service drain.
+    pub(super) fn begin_drain(&mut self) {
+        self.stop_at = None;
+        // Adoptions end first: what was committed is still delivered, then the streams end,
+        // so a service that takes its adoptions before its accepts drains them too.
+        self.shared.adopters.close();
         if self.main {
             self.notifier.stopping();
         }

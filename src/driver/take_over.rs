@@ -26,7 +26,7 @@ impl Driver {
             tracing::info!(names = ?closed, "closed inherited fds the service did not claim");
         }
         self.ready = true;
-        if self.draining_now() {
+        if self.stopping() {
             // Stopped before it was ready: nothing to take over or announce (the stop has
             // told the predecessor already, see `Driver::stop`).
             tracing::info!("ready after a stop; draining, not taking over");
@@ -123,6 +123,11 @@ impl Driver {
                 }
                 FromPredecessor::Gone | FromPredecessor::Unexpected(_) => self.predecessor = None,
                 FromPredecessor::Nothing | FromPredecessor::Stats(_) => {}
+            }
+            if self.stop_at.is_some()
+                && (self.predecessor.is_none() || !self.shared.adopters.holding())
+            {
+                self.begin_drain();
             }
             return;
         }

@@ -148,6 +148,13 @@ impl Driver {
 
     pub(super) fn on_timer(&mut self) {
         let now = Instant::now();
+        if self.stop_at.is_some_and(|at| now >= at) {
+            tracing::warn!(
+                phase = "hand over",
+                "the previous generation did not settle its offer in time; draining without it"
+            );
+            self.begin_drain();
+        }
         if let Some(f) = self.inflight.take_if(|f| now >= f.deadline) {
             let e = UpgradeError::Timeout {
                 pid: f.successor.pid,
@@ -197,7 +204,7 @@ impl Driver {
         r: UpgradeResult,
     ) {
         let verdict = Verdict::of(&r);
-        self.join.finished(&verdict);
+        self.join.finished(&verdict, Instant::now());
         for j in joined {
             let _ = j.send(verdict.clone());
         }

@@ -146,6 +146,11 @@ impl Adopters {
         answers
     }
 
+    /// Whether accepted connections wait for the old process's commit or abort.
+    pub(crate) fn holding(&self) -> bool {
+        !lock(&self.inner).held.is_empty()
+    }
+
     /// The old process committed batches `1..=upto`: the held connections are ours.
     /// Returns how many.
     pub(crate) fn commit(&self, upto: u32) -> usize {

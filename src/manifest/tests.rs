@@ -109,18 +109,37 @@ fn rejects_garbage_with_clear_errors() {
 }
 
 #[test]
-fn the_fd_bound_fits_one_scm_rights_message() {
-    let mut text = String::from("exuvia-handover 2\ngeneration 2\n");
-    for i in 0..=MAX_ENTRIES {
-        text.push_str(&format!("fd fd n{i}\n"));
+fn both_formats_carry_as_many_fds_as_format_1_did() {
+    for version in [1, 2] {
+        let mut text = format!("exuvia-handover {version}\ngeneration 2\n");
+        for i in 0..MAX_ENTRIES {
+            let number = if version == 1 {
+                format!("{} ", 3 + i)
+            } else {
+                String::new()
+            };
+            text.push_str(&format!("fd {number}fd n{i}\n"));
+        }
+        let full = format!("{text}end\n");
+        let m = Manifest::parse(&full).unwrap_or_else(|e| panic!("format {version}: {e}"));
+        assert_eq!(
+            Manifest::parse(&m.encode()),
+            Ok(Manifest { version: 2, ..m })
+        );
+        let number = if version == 1 {
+            format!("{} ", 3 + MAX_ENTRIES)
+        } else {
+            String::new()
+        };
+        let over = format!("{text}fd {number}fd over\nend\n");
+        assert!(
+            Manifest::parse(&over)
+                .unwrap_err()
+                .to_string()
+                .contains("too many"),
+            "format {version}"
+        );
     }
-    text.push_str("end\n");
-    assert!(
-        Manifest::parse(&text)
-            .unwrap_err()
-            .to_string()
-            .contains("too many")
-    );
 }
 
 #[test]

@@ -1,6 +1,7 @@
 -- wrk script: checks every response (status 200 and the expected body) and prints the
 -- counts, so a wrong answer fails the run as surely as a socket error. With WRK_POST set,
--- each request is a POST to /echo and the answer must be the body sent.
+-- each request is a POST to /echo and the answer must be the body sent; so it is with the
+-- argument `post` (`wrk -s check.lua URL -- post`: how `exuvia vm --wrk-script` passes it).
 local post = os.getenv("WRK_POST")
 local payload = "exuvia says hello through the upgrade"
 local threads = {}
@@ -11,6 +12,7 @@ end
 
 function init(args)
   ok, bad, last_bad = 0, 0, ""
+  post = post or args[1] == "post"
   if post then
     wrk.method = "POST"
     wrk.path = "/echo"

@@ -8,6 +8,9 @@
 #     during an upgrade, reload storms), a live connection through 30 reloads (#13) and the
 #     handover datagram as PID 1 sees it (#14), under 257 and the newest; notify and
 #     kill-old under 254 too;
+#   - wrk (a client nobody here wrote: HTTP/1.1 keep-alive, no retries) GETs and POSTs
+#     against examples/axum, installed from the units `exuvia unit` generates from
+#     axum/exuvia-axum.toml, through systemctl reloads, under 257 and the newest (issue #12);
 #   - the bare test units (plain Type=notify-reload, no ExecReload=) on trixie;
 #   - negative controls that must make `exuvia vm` fail: a service that restarts instead of
 #     reloading, one that never hands over, one killed on reload, an alien single-fork main;
@@ -17,18 +20,19 @@
 # Writes the table to target/systemd-tests/summary.md and prints every stage's time.
 #
 # Usage: matrix.sh [--profile debug|release] [--no-build] [--no-vm] [--reloads 50]
-#                  [--systemd 252,254,257,262]
+#                  [--wrk-reloads 50] [--systemd 252,254,257,262]
 # Env: EXUVIA_CACHE (rootfs cache, kept between runs). Exit 0 iff every run went as required.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-profile=debug build=1 vm=1 reloads=50 versions=252,254,257,262
+profile=debug build=1 vm=1 reloads=50 wrk_reloads=50 versions=252,254,257,262
 while (($#)); do
   case $1 in
     --profile) profile=$2; shift 2 ;;
     --no-build) build=0; shift ;;
     --no-vm) vm=0; shift ;;
     --reloads) reloads=$2; shift 2 ;;
+    --wrk-reloads) wrk_reloads=$2; shift 2 ;;
     --systemd) versions=$2; shift 2 ;;
     *) echo "matrix.sh: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -66,14 +70,17 @@ fi
 bin=$target/$profile
 E=$bin/exuvia
 
-# The units, generated exactly as a user would (docs/ci.md); tests/units.rs keeps units/
-# byte-identical to this output.
+# The units, generated exactly as a user would (docs/ci.md); tests/units/ keeps units/
+# byte-identical to this output. examples/axum's for the wrk run, from its own spec.
 gen_units() {
   rm -rf "$out/units"
   "$E" unit --config "$repo/units/exuvia-echo.toml" --out "$out/units" --force
   "$E" unit --config "$repo/units/exuvia-echo.toml" --systemd 252 --out "$out/units/252" --force
+  "$E" unit --config "$here/axum/exuvia-axum.toml" --out "$out/units/axum" --force
 }
 stage "exuvia unit (generate)" gen_units
+# The newest two systemd versions: faults, live connections, wrk.
+fault_versions=$(tr , '\n' <<<"$versions" | { grep -xE '257|262|trixie|sid' || true; } | paste -sd, -)
 # Every rootfs the runs below boot, built (once; cached) side by side: a cold build mostly
 # waits for the mirror. Each build holds its own lock; the logs say which one failed.
 rootfs_all() {
@@ -81,6 +88,9 @@ rootfs_all() {
   local v rc=0 i
   IFS=, read -r -a vs <<<"$versions"
   vs+=("trixie --package nginx")
+  # The wrk run's (exuvia vm adds the package for scenario wrk: the same cache entry).
+  IFS=, read -r -a fv <<<"$fault_versions"
+  for v in "${fv[@]}"; do vs+=("$v --package wrk"); done
   ((vm)) && vs+=("trixie --kernel")
   for v in "${vs[@]}"; do
     # shellcheck disable=SC2086 # v carries the suite and its options
@@ -98,7 +108,7 @@ rootfs_all() {
   done
   return "$rc"
 }
-stage "rootfs ($versions, trixie+nginx$( ((vm)) && echo ", trixie+kernel"); in parallel)" rootfs_all
+stage "rootfs ($versions, trixie+nginx${fault_versions:+, $fault_versions+wrk}$( ((vm)) && echo ", trixie+kernel"); in parallel)" rootfs_all
 
 # vm_run NAME EXPECT [exuvia vm args...]: one `exuvia vm` run; EXPECT pass (exit 0), fail
 # CHECKS (exit 1 and a check matching the regex CHECKS failed: a negative control), known
@@ -140,23 +150,34 @@ stage "exuvia vm $versions (generated units, base scenarios)" vm_run shipped pas
 
 # Faults, live connections and the handover datagram (issues #11, #13, #14) on the newest two
 # systemd versions; 254 (which ignores MAINPIDFDID=) for notify and kill-old.
-fault_versions=$(tr , '\n' <<<"$versions" | { grep -xE '257|262|trixie|sid' || true; } | paste -sd, -)
 faults() {
   local rc=0
   vm_run faults pass --binary "$bin/examples/echo" --absent /usr/local/bin/exuvia "${shipped_units[@]}" \
-    --systemd "$fault_versions" --scenarios live,notify,kill-old --reloads 30 || rc=1
-  # Known defects (README.md, "Known defects"): the reload client dies of the stop's SIGTERM,
-  # so systemd records the unit as failed; a successor stopping mid-hand-off still adopts.
-  vm_run faults-known known "$known_defects" --binary "$bin/examples/echo" --absent /usr/local/bin/exuvia \
-    "${shipped_units[@]}" --systemd "$fault_versions" --scenarios kill-new,stop-upgrade,storm || rc=1
+    --systemd "$fault_versions" --scenarios live,notify,kill-old,kill-new,stop-upgrade,storm --reloads 30 || rc=1
   if grep -qxE '254|bookworm-backports' < <(tr , '\n' <<<"$versions"); then
     vm_run faults-254 pass --binary "$bin/examples/echo" --absent /usr/local/bin/exuvia "${shipped_units[@]}" \
       --systemd 254 --scenarios notify,kill-old || rc=1
   fi
   return "$rc"
 }
-known_defects='^(a_stop_clean|b_stop_clean|load_b_no_failures|unit_never_failed|mix_verdicts|load_echo_no_failures|term_.*|load_(echo|long)_term_.*)$'
 [[ -n $fault_versions ]] && stage "exuvia vm $fault_versions (faults, live connections, notify)" faults
+
+# wrk GETs and POSTs (tests/clients/check.lua: status 200 and the right body, every answer)
+# against examples/axum as a systemd service with the generated units, 50 connections each,
+# through systemctl reloads (issue #12): any socket error, bad answer or reload without a new
+# MainPID fails it. Its numbers per run and version go under the table (wrk_notes).
+declare -a wrk_notes=()
+wrk_run() {
+  local rc=0
+  vm_run wrk pass --binary "$bin/examples/axum" --absent /usr/local/bin/exuvia \
+    --unit "$out/units/axum/exuvia-axum.service" --unit "$out/units/axum/exuvia-axum.socket" \
+    --systemd "$fault_versions" --scenarios wrk --mode http --connections 50 --reloads "$wrk_reloads" \
+    --wrk-script "$repo/tests/clients/check.lua" --wrk-script "$repo/tests/clients/check.lua post" || rc=$?
+  [[ -s $out/reports/wrk.json ]] && mapfile -t wrk_notes < <(jq -r '.versions[] | .systemd as $v | .scenarios[] | .checks[]
+    | select(.name | test("^wrk_|^reloads_hand_over$")) | "| \($v) | \(.name) | \(if .ok then "ok" else "FAIL" end) | \(.detail) |"' "$out/reports/wrk.json")
+  return "$rc"
+}
+[[ -n $fault_versions ]] && stage "exuvia vm $fault_versions (wrk GET+POST, examples/axum, generated units)" wrk_run
 
 u=$here/units
 stage "exuvia vm trixie (bare test units)" vm_run plain pass "${echo_args[@]}" --absent /usr/local/bin/exuvia \
@@ -174,6 +195,12 @@ negatives() {
   # The load client must have seen the killed requests, not only systemd's bookkeeping.
   jq -e '.versions[0].scenarios[0].failed > 0' "$out/reports/negative-kill9.json" >/dev/null ||
     { echo "matrix: negative-kill9 saw no failed request" >&2; rc=1; }
+  # wrk must see what a lost request looks like: a hard drain deadline of 20 ms cuts the old
+  # generation's connections, requests in flight and all, at each handover.
+  vm_run negative-wrk-cut fail '^wrk_.*_clean$' --binary "$bin/examples/axum" \
+    --unit "$out/units/axum/exuvia-axum.service" --unit "$out/units/axum/exuvia-axum.socket" \
+    --env EXUVIA_DRAIN_HARD=20ms --scenarios wrk --mode http --connections 50 --reloads 5 \
+    --wrk-script "$repo/tests/clients/check.lua" --wrk-script "$repo/tests/clients/check.lua post" || rc=1
   # A successor spawned by a plain fork is an "alien" main: systemd SIGKILLs it on stop.
   vm_run negative-alien-stop fail 'b_exited_itself_main|b_no_sigkill' --binary "$here/standin/echo-standin.py" \
     --unit "$u/exuvia-echo.service" --unit "$u/exuvia-echo.socket" --env STANDIN_SINGLE_FORK=1 --scenarios stop || rc=1
@@ -201,6 +228,14 @@ stage "foreign: Debian nginx (trixie, informational)" vm_run nginx info --packag
   printf '%s\n' "${stages[@]}"
   echo "| **total** | $(secs "$t_all") | $(loadavg) | $([[ $failed == 0 ]] && echo ok || echo "$failed stage(s) failed") |"
   echo
+  if ((${#wrk_notes[@]})); then
+    echo "wrk through systemctl reloads (examples/axum, generated units; socket errors: connect/read/write/timeout):"
+    echo
+    echo "| systemd | check | result | detail |"
+    echo "|---|---|---|---|"
+    printf '%s\n' "${wrk_notes[@]}"
+    echo
+  fi
   echo "Machine: $(nproc) cores. Console logs: target/systemd-tests/logs/RUN/SUITE-SCENARIO.log; reports: target/systemd-tests/reports/RUN.json."
 } >"$out/summary.md"
 cat "$out/summary.md"

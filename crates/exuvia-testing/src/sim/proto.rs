@@ -197,7 +197,9 @@ pub(crate) fn parse(raw: &[u8]) -> Result<Fields, &'static str> {
     }
     let text = std::str::from_utf8(raw).map_err(|_| "not valid UTF-8")?;
     let mut fields = Fields::default();
-    for line in text.split('\n').filter(|l| !l.is_empty()) {
+    // systemd splits a datagram at its NEWLINE characters, `\n` and `\r` alike, and skips the
+    // empty fields between them (so `READY=1\r\n` is READY=1).
+    for line in text.split(['\n', '\r']).filter(|l| !l.is_empty()) {
         match line.split_once('=') {
             Some((k, v)) => fields.pairs.push((k.to_owned(), v.to_owned())),
             None => fields.bad_lines.push(line.to_owned()),
@@ -227,6 +229,10 @@ mod tests {
         assert_eq!(f.get("STATUS"), Some("a=b"));
         assert!(f.flag("READY"));
         assert!(!f.flag("STATUS"));
+        assert_eq!(f.bad_lines, vec!["junk".to_owned()]);
+        let f = parse(b"READY=1\r\nSTATUS=ok\rjunk\r").expect("valid");
+        assert!(f.flag("READY"));
+        assert_eq!(f.get("STATUS"), Some("ok"));
         assert_eq!(f.bad_lines, vec!["junk".to_owned()]);
     }
 

@@ -224,7 +224,16 @@ fn show(name: &str, props: &str) -> Result<Props, String> {
             .map(str::trim)
             .filter(|l| !l.is_empty())
             .collect();
-        return Err(format!("systemctl show {name} failed: {}", why.join("; ")));
+        let how = rc.map_or_else(
+            || {
+                format!(
+                    "was killed (no answer within {} s, or a signal)",
+                    SHOW_TIMEOUT.as_secs()
+                )
+            },
+            |c| format!("exited {c}"),
+        );
+        return Err(format!("systemctl show {name} {how}: {}", why.join("; ")));
     }
     Ok(out
         .0

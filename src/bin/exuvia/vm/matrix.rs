@@ -5,12 +5,14 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use exuvia_testing::load::Target;
+
 use super::host::{self, Interrupt};
 use super::input::{self, Service};
 use super::payload::{self, Plan};
 use super::rootfs::{self, Suite};
 use super::verdict::{self, Report, Version};
-use super::{RunArgs, nspawn, qemu, validate};
+use super::{Request, RunArgs, nspawn, qemu, validate};
 
 pub fn run(a: &RunArgs, intr: &Interrupt) -> Result<ExitCode, String> {
     let req = validate(a)?;
@@ -24,6 +26,17 @@ pub fn run(a: &RunArgs, intr: &Interrupt) -> Result<ExitCode, String> {
             a.service.as_deref(),
             a.target.as_ref(),
         )?);
+    }
+    if let Some(svc) = services
+        .iter()
+        .find(|s| !matches!(s.target, Target::Tcp(_)))
+    {
+        if req.scenarios.iter().any(|s| s == "wrk") {
+            return Err(format!(
+                "scenario wrk sends HTTP to a TCP port, and {} listens on {}: give --target tcp:IP:PORT",
+                svc.service, svc.target
+            ));
+        }
     }
     host::preconditions(intr)?;
     fs::create_dir_all(&a.log_dir)
@@ -55,18 +68,9 @@ pub fn run(a: &RunArgs, intr: &Interrupt) -> Result<ExitCode, String> {
             absent: &a.absent,
             probe: a.probe.as_deref().zip(a.probe_new.as_deref()),
             scenarios: &req.scenarios,
+            wrk_scripts: &req.wrk_scripts,
         };
-        let v = version(
-            a,
-            asked,
-            suite,
-            svc,
-            &plan,
-            &req.scenarios,
-            req.timeout,
-            &cache,
-            intr,
-        )?;
+        let v = version(a, &req, asked, suite, svc, &plan, &cache, intr)?;
         report.pass &= v.pass;
         let table = v.to_string();
         if json.as_ref().is_some_and(|j| j.is_none()) {
@@ -90,16 +94,16 @@ pub fn run(a: &RunArgs, intr: &Interrupt) -> Result<ExitCode, String> {
 #[allow(clippy::too_many_arguments)]
 fn version(
     a: &RunArgs,
+    req: &Request,
     asked: &str,
     suite: &Suite,
     svc: &Service,
     plan: &Plan,
-    scenarios: &[String],
-    timeout: std::time::Duration,
     cache: &Path,
     intr: &Interrupt,
 ) -> Result<Version, String> {
-    let rootfs = rootfs::ensure(suite, a.vm, &a.packages, intr)?;
+    let (scenarios, timeout) = (&req.scenarios, req.timeout);
+    let rootfs = rootfs::ensure(suite, a.vm, &req.packages, intr)?;
     let image = if a.vm {
         Some(qemu::Image::ensure(cache, &rootfs, intr)?)
     } else {

@@ -47,6 +47,12 @@ pub const SCENARIOS: [&str; 12] = [
     "stop-upgrade",
 ];
 
+/// Scenarios run only when named: `all` is for any service, and these need more of it.
+pub const OPT_IN: [&str; 1] = ["wrk"];
+
+/// The Debian package the `wrk` scenario runs.
+const WRK_PACKAGE: &str = "wrk";
+
 /// Scenarios that swap the service binary (for a broken or a slow successor).
 const SWAP_BINARY: [&str; 5] = ["replace", "broken", "kill-old", "kill-new", "stop-upgrade"];
 
@@ -77,12 +83,21 @@ Scenarios (--scenarios, comma separated, or all):
                 hand-off): a clean stop, nothing left running, start works after, no failed
                 request
 (kill-old, kill-new and stop-upgrade run a stand-in successor that starts the real binary
-1.5 s late, so they need --binary.)
+2.5 s late, so they need --binary.)
+
+Named only, not part of all:
+  wrk           wrk (HTTP/1.1 keep-alive, no retries; the Debian package, added to the guest)
+                runs through --reloads systemctl reloads, --connections connections per run:
+                one GET of --path, or one run per --wrk-script. Any socket error (connect,
+                read, write, timeout), any status >= 400, any response a script counts as
+                bad, and any reload without a new MainPID fails it (--mode http, a TCP target)
 
 Examples:
   exuvia vm --binary target/release/myapp --unit myapp.service --unit myapp.socket \\
             --systemd 252,257 --scenarios all
   exuvia vm --binary target/release/myapp --spec myapp.toml --mode http --json report.json
+  exuvia vm --binary target/debug/examples/axum --spec axum.toml --mode http --scenarios wrk \\
+            --connections 50 --wrk-script 'check.lua' --wrk-script 'check.lua post'
   exuvia vm --package nginx --service nginx.service --target tcp:127.0.0.1:80 --mode http --in-place
   exuvia vm rootfs trixie --package openssh-server      # prints the cached rootfs path
 
@@ -154,6 +169,10 @@ pub struct RunArgs {
     /// Concurrent load workers.
     #[arg(long, default_value_t = 16)]
     connections: u32,
+    /// Scenario wrk: a Lua script for wrk and the arguments its init() gets (repeatable: one
+    /// wrk per script, side by side). None: a plain GET of --path.
+    #[arg(long = "wrk-script", value_name = "'FILE [ARG...]'")]
+    wrk_scripts: Vec<String>,
     /// Reloads in the reload scenario.
     #[arg(long, default_value_t = 20)]
     reloads: u32,
@@ -232,6 +251,10 @@ fn rootfs_cmd(a: &RootfsArgs, intr: &host::Interrupt) -> Result<ExitCode, String
 /// The checked, resolved request.
 struct Request {
     suites: Vec<(String, rootfs::Suite)>,
+    /// `--package`, and what the scenarios run in the guest.
+    packages: Vec<String>,
+    /// `--wrk-script`: (file, its arguments).
+    wrk_scripts: Vec<(PathBuf, Vec<String>)>,
     scenarios: Vec<String>,
     env: Vec<(String, String)>,
     source: input::Source,
@@ -244,12 +267,13 @@ fn validate(a: &RunArgs) -> Result<Request, String> {
         let s = s.trim();
         if s == "all" {
             scenarios.extend(SCENARIOS.map(String::from));
-        } else if SCENARIOS.contains(&s) {
+        } else if SCENARIOS.contains(&s) || OPT_IN.contains(&s) {
             scenarios.push(s.to_owned());
         } else {
             return Err(format!(
-                "unknown scenario {s:?}: use {} or all",
-                SCENARIOS.join(", ")
+                "unknown scenario {s:?}: use {}, {} or all",
+                SCENARIOS.join(", "),
+                OPT_IN.join(", ")
             ));
         }
     }
@@ -279,6 +303,18 @@ fn validate(a: &RunArgs) -> Result<Request, String> {
                 .into(),
         );
     }
+    let wrk = scenarios.iter().any(|s| s == "wrk");
+    if wrk && a.mode != Mode::Http {
+        return Err("scenario wrk sends HTTP/1.1 requests: use --mode http".into());
+    }
+    if !a.wrk_scripts.is_empty() && !wrk {
+        return Err("--wrk-script is for scenario wrk: add it to --scenarios".into());
+    }
+    let wrk_scripts = a
+        .wrk_scripts
+        .iter()
+        .map(|w| wrk_script(w))
+        .collect::<Result<Vec<_>, _>>()?;
     super::check::validate(&super::check::Schedule {
         mode: a.mode,
         connections: a.connections,
@@ -357,8 +393,15 @@ fn validate(a: &RunArgs) -> Result<Request, String> {
             "--binary is installed at the ExecStart= path of a unit: give --unit or --spec".into(),
         );
     }
+    let mut packages = a.packages.clone();
+    let named = |p: &String| p.split('/').next() == Some(WRK_PACKAGE);
+    if wrk && !packages.iter().any(named) {
+        packages.push(WRK_PACKAGE.to_owned());
+    }
     Ok(Request {
         suites,
+        packages,
+        wrk_scripts,
         scenarios,
         env,
         source,
@@ -366,4 +409,17 @@ fn validate(a: &RunArgs) -> Result<Request, String> {
             .timeout
             .unwrap_or(Duration::from_secs(if a.vm { 900 } else { 300 })),
     })
+}
+
+/// `--wrk-script 'FILE [ARG...]'`: a readable file, and arguments wrk can pass on.
+fn wrk_script(w: &str) -> Result<(PathBuf, Vec<String>), String> {
+    let mut words = w.split_whitespace();
+    let file = PathBuf::from(words.next().unwrap_or_default());
+    if !file.is_file() {
+        return Err(format!(
+            "--wrk-script {w:?}: {} is not a file; give 'FILE [ARG...]', a Lua script for wrk and its arguments",
+            file.display()
+        ));
+    }
+    Ok((file, words.map(str::to_owned).collect()))
 }

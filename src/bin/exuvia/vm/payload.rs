@@ -23,7 +23,7 @@ macro_rules! guest {
     };
 }
 
-const GUEST: [(&str, &str); 18] = guest![
+const GUEST: [(&str, &str); 19] = guest![
     "driver.sh",
     "lib.sh",
     "faults.sh",
@@ -42,6 +42,7 @@ const GUEST: [(&str, &str); 18] = guest![
     "scenarios/storm.sh",
     "scenarios/live.sh",
     "scenarios/notify.sh",
+    "scenarios/wrk.sh",
 ];
 
 /// What the scenarios do, beyond the service itself.
@@ -60,6 +61,8 @@ pub struct Plan<'a> {
     pub absent: &'a [String],
     pub probe: Option<(&'a str, &'a str)>,
     pub scenarios: &'a [String],
+    /// `--wrk-script`: (file, its arguments).
+    pub wrk_scripts: &'a [(PathBuf, Vec<String>)],
 }
 
 /// Environment the scenarios set for the service (docs/systemd.md: the library reads them,
@@ -144,13 +147,35 @@ pub fn build(svc: &Service, plan: &Plan) -> Result<TempDir, String> {
         fs::write(dropins.join(format!("{s}.conf")), text).map_err(|e| err(&dropins, e))?;
     }
 
+    // Each script under its own number (two may share a name), with its arguments.
+    let mut wrk_scripts = Vec::new();
+    for (i, (file, args)) in plan.wrk_scripts.iter().enumerate() {
+        let stem = file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .filter(|s| {
+                s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            })
+            .unwrap_or("script");
+        let name = format!("wrk/{stem}.{i}.lua");
+        fs::create_dir_all(p.join("wrk")).map_err(|e| err(&p.join("wrk"), e))?;
+        fs::copy(file, p.join(&name))
+            .map_err(|e| format!("cannot copy --wrk-script {}: {e}", file.display()))?;
+        wrk_scripts.push(
+            format!("{MOUNT}/{name} {}", args.join(" "))
+                .trim_end()
+                .to_owned(),
+        );
+    }
+
     let exec_paths: Vec<String> = svc
         .exec_paths
         .iter()
         .map(|(k, v)| format!("{k} {v}"))
         .collect();
     let (probe, probe_new) = plan.probe.unwrap_or(("", ""));
-    let vars: [(&str, String); 17] = [
+    let vars: [(&str, String); 18] = [
         ("SVC", svc.service.clone()),
         ("SOCKS", svc.sockets.join(" ")),
         ("TARGET", svc.target.to_string()),
@@ -175,6 +200,7 @@ pub fn build(svc: &Service, plan: &Plan) -> Result<TempDir, String> {
                 .join(" "),
         ),
         ("EXEC_PATHS", exec_paths.join("\n")),
+        ("WRK_SCRIPTS", wrk_scripts.join("\n")),
     ];
     let mut env = String::from("# written by exuvia vm (payload.rs); sourced by driver.sh\n");
     for (k, v) in vars {

@@ -22,7 +22,8 @@ stand_in() {
 
 # The slow successor of the fault scenarios: SLOW_S seconds before the real binary runs
 # (then it is the real successor: same pid, same fds, same arguments).
-SLOW_S=1.5
+# Wide enough that a loaded CI machine still sees it waiting (1.5 s was missed once under load).
+SLOW_S=2.5
 slow_stand_in() {
   # shellcheck disable=SC2016 # "$@" is for the generated script
   stand_in slow "sleep $SLOW_S; exec -a $(printf %q "$BIN") $(printf %q "$WORK/good-binary") \"\$@\""
@@ -46,6 +47,24 @@ find_successor() {
         SUCC=$p
         return 0
       fi
+    done <"$cg/cgroup.procs"
+    sleep 0.01
+  done
+  return 1
+}
+
+# client_asking SECONDS: the reload client (a control process of the unit: it has $MAINPID)
+# holds a socket, so it has connected to the service and handles SIGTERM (it says "not
+# upgraded" and exits 0). In its first milliseconds after exec it cannot: a stop then kills
+# it and systemd records "Failed with result 'signal'" whatever the program does
+# (docs/systemd.md, "A stop or restart during a reload"). 1 if none does in time.
+client_asking() {
+  local deadline=$(($(now_ms) + $1 * 1000)) cg p
+  cg=/sys/fs/cgroup$(prop ControlGroup)
+  while (($(now_ms) < deadline)); do
+    while read -r p; do
+      tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -q '^MAINPID=' || continue
+      find "/proc/$p/fd" -mindepth 1 -lname 'socket:*' 2>/dev/null | grep -q . && return 0
     done <"$cg/cgroup.procs"
     sleep 0.01
   done

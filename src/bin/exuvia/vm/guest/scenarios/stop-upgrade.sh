@@ -61,6 +61,8 @@ for phase in a b; do
   if ! successor_waiting "$old" 10; then
     check "${phase}_successor_started" 0 "no stand-in successor holding the handover within 10 s"
   else
+    # The stop replaces a reload whose client is asking (client_asking, faults.sh).
+    client_asking 10 || check "${phase}_client_asking" 0 "no reload client connected within 10 s"
     mapfile -t PIDS <"/sys/fs/cgroup$(prop ControlGroup)/cgroup.procs"
     if [[ $phase == b ]]; then
       stop_proc "$old"
