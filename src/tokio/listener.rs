@@ -82,9 +82,11 @@ impl<T: Send + Sync + 'static> Listener<T> {
     /// Accepts until one succeeds, this generation stops accepting, or the listener breaks:
     /// transient errors (see [`accept`]) are absorbed here so that no server ends on them.
     ///
-    /// One future with one `poll_fn` (not a loop over [`Self::once`]): each layer of async
-    /// wrappers moved the accepted stream once more; folding them took a TCP accept from
-    /// ~1 % above tokio's own instruction count to ~3 % below (`benches/peer --instructions`).
+    /// One future with one `poll_fn` (not a loop over [`Self::once`]), the back-off timer and
+    /// the stop waiter made only when needed. A TCP accept costs ~2 120 user-space
+    /// instructions, tokio's own ~2 110 (`benches/peer --instructions`); the counts move by
+    /// ±25 from run to run and ~50 with code layout, so this form is not measurably cheaper
+    /// than a loop over `once` — it is kept because it is one level of futures, not two.
     async fn run<R>(
         &self,
         mut op: impl FnMut(&T, &mut Context<'_>) -> Poll<io::Result<R>>,
