@@ -40,6 +40,7 @@ use crate::{Builder, Upgraded};
 
 mod accept;
 mod connections;
+mod handoff;
 mod listener;
 
 pub use connections::Connections;

@@ -1,28 +1,9 @@
-//! The hand-off for tokio services (feature `tokio`): the same calls on the async handle,
-//! and streams handed over and adopted as tokio types.
+//! The hand-off for tokio services (feature `tokio`): streams handed over and adopted as
+//! tokio types. The async handle's calls live with the handle (`src/tokio/handoff.rs`).
 
 use std::io;
-use std::ops::RangeInclusive;
 
-use super::{Adoptions, Kept, State, Transferable};
-use crate::error::Error;
-
-impl crate::tokio::Exuvia {
-    /// See [`crate::Exuvia::transferable`].
-    pub fn transferable(&self, listener: &str) -> Transferable {
-        self.core().transferable(listener)
-    }
-
-    /// See [`crate::Exuvia::transfers`].
-    pub fn transfers(&self) -> super::Transfers {
-        self.core().transfers()
-    }
-
-    /// See [`crate::Exuvia::adopt`].
-    pub fn adopt(&self, listener: &str, versions: RangeInclusive<u32>) -> Result<Adoptions, Error> {
-        self.core().adopt(listener, versions)
-    }
-}
+use super::{Kept, State, Transferable};
 
 /// A stream type that can travel to the successor: tokio's TCP and Unix streams. An
 /// adopted connection becomes one with `TcpStream::from_fd(adopted.fd)`.

@@ -180,8 +180,8 @@ fn probe(proto: Proto, port: u16) -> bool {
         Proto::Echo => {
             load::request_once(&Target::Tcp(addr), "up?", Duration::from_millis(500)).is_ok()
         }
-        Proto::Udp => crate::udp::probe(addr),
-        Proto::Http => crate::http::probe(addr),
+        Proto::Udp => crate::probe::udp(addr),
+        Proto::Http => crate::probe::http(addr),
     }
 }
 
@@ -356,7 +356,7 @@ impl Server {
                 // so the new SO_REUSEPORT process sees a request only if someone sends one:
                 // the driver does, as a load balancer's health check would.
                 if serving.is_none() && kind == Kind::Reuseport && self.proto == Proto::Http {
-                    crate::http::probe(self.addr());
+                    crate::probe::http(self.addr());
                 }
             }
             match kind {

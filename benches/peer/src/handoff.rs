@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::contender::{Build, Extras, Kind, Proto, Sample, Server, Setup};
+use crate::params::Params;
 use crate::procfs;
-use crate::run::Params;
 use crate::server::mono_ns;
 use crate::timeline::{self, Events};
 

@@ -2,28 +2,14 @@
 //! retries: a request lost at a handover is a socket error or a non-2xx answer in its
 //! report), upgraded every `http_period` while it runs; and `wrk` slices without upgrades
 //! for req/s and server CPU per request against plain `axum::serve`.
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::contender::{Build, Extras, Kind, Proto, Sample, Server, Setup};
+use crate::params::{Params, Slice};
 use crate::procfs;
-use crate::run::{Params, Slice};
-
-/// True once `GET /` answers 200.
-pub fn probe(addr: SocketAddr) -> bool {
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-    let req = b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n";
-    let mut answer = Vec::new();
-    s.write_all(req).is_ok()
-        && s.read_to_end(&mut answer).is_ok()
-        && answer.starts_with(b"HTTP/1.1 200")
-}
 
 pub fn have_wrk() -> bool {
     std::env::var_os("PATH")

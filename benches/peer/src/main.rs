@@ -15,6 +15,8 @@ mod handoff;
 mod http;
 mod instructions;
 mod opts;
+mod params;
+mod probe;
 mod procfs;
 mod report;
 mod run;

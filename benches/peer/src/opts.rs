@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::contender::Kind;
-use crate::run::Params;
+use crate::params::Params;
 
 pub struct Opts {
     pub full: bool,

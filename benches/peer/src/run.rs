@@ -6,32 +6,8 @@ use std::time::{Duration, Instant};
 use exuvia_testing::load::{self, LoadConfig, LoadReport, Mode};
 
 use crate::contender::{Build, Extras, Kind, Proto, Sample, Server, Setup};
+use crate::params::{Params, Slice};
 use crate::procfs;
-
-#[derive(Clone, Debug)]
-pub struct Params {
-    pub upgrades: usize,
-    /// The first `paced` upgrades are triggered every `period`, the same rate for every
-    /// contender; requests/s is measured over that phase only. The rest run back to back.
-    pub paced: usize,
-    pub period: Duration,
-    pub reps: usize,
-    pub conns: u32,
-    pub gap: Duration,
-    pub warmup: Duration,
-    pub slice: Duration,
-    pub rounds: usize,
-    /// HTTP round: wrk connections, upgrades per contender, and their period.
-    pub http_conns: u32,
-    pub http_upgrades: usize,
-    pub http_period: Duration,
-    /// HTTP round: also wrk slices without upgrades (req/s and CPU against plain axum).
-    pub http_throughput: bool,
-    /// Hand-off round: open connections per step, upgrades per step, new connections/s.
-    pub handoff_sizes: Vec<usize>,
-    pub handoff_upgrades: usize,
-    pub handoff_rate: u32,
-}
 
 pub struct UpgradeRun {
     pub kind: Kind,
@@ -160,13 +136,6 @@ pub struct Throughput {
     /// depends on how much of the shared machine the server happened to get.
     pub cpu_us_per_req: f64,
     pub failed: u64,
-}
-
-/// What one slice of load did.
-pub struct Slice {
-    pub ok: u64,
-    pub failed: u64,
-    pub elapsed: Duration,
 }
 
 /// One slice of the protocol's load against `srv`.

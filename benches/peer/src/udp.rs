@@ -3,21 +3,9 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use crate::run::Slice;
+use crate::params::Slice;
 
 const TIMEOUT: Duration = Duration::from_millis(200);
-
-/// True once a datagram sent to `addr` comes back.
-pub fn probe(addr: SocketAddr) -> bool {
-    let Ok(s) = UdpSocket::bind("127.0.0.1:0") else {
-        return false;
-    };
-    let ok = s.connect(addr).is_ok()
-        && s.set_read_timeout(Some(Duration::from_millis(100))).is_ok()
-        && s.send(b"up?").is_ok();
-    let mut buf = [0u8; 16];
-    ok && matches!(s.recv(&mut buf), Ok(3) if &buf[..3] == b"up?")
-}
 
 /// One worker: datagrams until `until`; (echoed, lost).
 fn worker(addr: SocketAddr, until: Instant, id: u64) -> std::io::Result<(u64, u64)> {
